@@ -13,7 +13,7 @@ import { StellaError } from './errors.ts';
 import { functions, kebab, type ArgSpec, type Args, type FunctionSpec } from './functions.ts';
 
 function usage(): string {
-  const lines = ['usage: stella-release <function> [--arg value …]', '', 'functions:'];
+  const lines = ['usage: stella-release [--source DIR] <function> [--arg value …]', '', 'functions:'];
   for (const f of functions) lines.push(`  ${kebab(f.name).padEnd(16)} ${f.description}`);
   lines.push('', 'stella-release <function> --help shows its arguments.');
   return lines.join('\n');
@@ -85,6 +85,11 @@ export function parseArgs(f: FunctionSpec, argv: readonly string[]): Args & { ou
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  let source = process.cwd();
+  if (argv[0] === '--source') {
+    source = argv[1] ?? source;
+    argv = argv.slice(2);
+  }
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage() + '\n');
@@ -101,7 +106,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   try {
     const args = parseArgs(f, rest);
-    const result = await f.run(args, { progress: (line) => process.stderr.write(`${kebab(f.name)}: ${line}\n`) });
+    const result = await f.run(args, { source, progress: (line) => process.stderr.write(`${kebab(f.name)}: ${line}\n`) });
     if (args.output) writeFileSync(args.output, result.endsWith('\n') ? result : result + '\n');
     process.stdout.write(result.endsWith('\n') ? result : result + '\n');
     return 0;

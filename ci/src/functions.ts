@@ -8,6 +8,8 @@
  */
 import { catalog, assertValidCatalog } from './catalog/index.ts';
 import { planTags } from './tags/index.ts';
+import { checkGenerated, writeGenerated } from './generate/index.ts';
+import { StellaError } from './errors.ts';
 
 export type ArgType = 'string' | 'boolean' | 'integer' | 'directory' | 'file' | 'secret';
 
@@ -24,6 +26,8 @@ export interface ArgSpec {
 export type Args = Readonly<Record<string, string | boolean | number | undefined>>;
 
 export interface Io {
+  /** The repository checkout the function works on (CLI: --source or the current directory; Dagger: the module's source Directory). */
+  readonly source: string;
   /** Progress for humans; goes to stderr so that stdout stays machine-readable. */
   progress(line: string): void;
 }
@@ -57,6 +61,21 @@ export const functions: readonly FunctionSpec[] = [
     async run(a) {
       const plan = planTags({ version: String(a.version), ref: a.ref as string | undefined, date: a.date as string | undefined });
       return JSON.stringify(plan, null, 2);
+    },
+  },
+  {
+    name: 'generate',
+    description: 'Regenerate every file derived from the catalog (docs tables, Dockerfiles, compose, chart values); with --check, only report drift and fail on it.',
+    args: [{ name: 'check', type: 'boolean', description: 'fail, listing the files, when a generated file differs from what the catalog gives' }],
+    async run(a, io) {
+      if (a.check) {
+        const drift = checkGenerated(io.source);
+        if (drift.length) {
+          throw new StellaError('CATALOG_INVALID', `generated files differ from the catalog (run \`npm run generate\`):\n  - ${drift.join('\n  - ')}`);
+        }
+        return JSON.stringify({ upToDate: true }, null, 2);
+      }
+      return JSON.stringify({ written: writeGenerated(io.source) }, null, 2);
     },
   },
 ];

@@ -6,14 +6,25 @@
  * functions, which the CLI `stella-release` exposes with the same names and
  * arguments and which the test suite runs for real.
  */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { argument, func, object, type Directory } from '@dagger.io/dagger';
 import { functions } from './functions.ts';
+import { renderAll } from './generate/index.ts';
 
-/** Runs one of the shared functions and returns what the CLI would print. */
-async function call(name: string, args: Record<string, string | boolean | number | undefined>): Promise<string> {
+/** Runs one of the shared functions on a checkout at `source` and returns what the CLI would print. */
+async function call(name: string, source: string, args: Record<string, string | boolean | number | undefined>): Promise<string> {
   const f = functions.find((x) => x.name === name);
   if (!f) throw new Error(`internal: no function ${name}`);
-  return f.run(args, { progress: (line) => console.error(`${name}: ${line}`) });
+  return f.run(args, { source, progress: (line) => console.error(`${name}: ${line}`) });
+}
+
+/** Copies a Directory into the runtime container's filesystem, where the shared functions work. */
+async function materialize(dir: Directory): Promise<string> {
+  const path = await mkdtemp(join(tmpdir(), 'stella-source-'));
+  await dir.export(path);
+  return path;
 }
 
 @object()
@@ -35,7 +46,7 @@ export class Stella {
    */
   @func()
   async catalog(): Promise<string> {
-    return call('catalog', {});
+    return call('catalog', '.', {});
   }
 
   /**
@@ -49,6 +60,23 @@ export class Stella {
    */
   @func()
   async tags(version: string, ref?: string, date?: string): Promise<string> {
-    return call('tags', { version, ref, date });
+    return call('tags', '.', { version, ref, date });
+  }
+
+  /**
+   * The repository with every file derived from the catalog regenerated (docs tables,
+   * Dockerfiles, compose, chart values). With `check`, fails listing the files that drifted.
+   *
+   * Example: `dagger call generate export --path .` or `dagger call generate --check`
+   *
+   * @param check fail, listing the files, when a generated file differs from what the catalog gives
+   */
+  @func()
+  async generate(check?: boolean): Promise<Directory> {
+    const path = await materialize(this.source);
+    await call('generate', path, { check: check ?? false });
+    let out = this.source;
+    for (const f of renderAll(path)) out = out.withNewFile(f.path, f.content);
+    return out;
   }
 }

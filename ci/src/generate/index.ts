@@ -1,0 +1,47 @@
+/**
+ * Everything generated from the catalog, in one list. `generate` rewrites the
+ * files; `check` reports each file that differs from what would be generated.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { catalog } from '../catalog/index.ts';
+import { docTargets } from './docs.ts';
+import { replaceRegion } from './regions.ts';
+
+export interface GeneratedFile {
+  readonly path: string;
+  readonly content: string;
+}
+
+/** Whole files generated from the catalog (Dockerfiles, compose, chart values) register here. */
+export const fileGenerators: Array<() => GeneratedFile[]> = [];
+
+/** Computes every generated file's content from the catalog and the files on disk. */
+export function renderAll(root: string): GeneratedFile[] {
+  const out = new Map<string, string>();
+  for (const t of docTargets) {
+    const current = out.get(t.file) ?? readFileSync(join(root, t.file), 'utf8');
+    out.set(t.file, replaceRegion(t.file, current, t.region, t.render(catalog)));
+  }
+  for (const g of fileGenerators) for (const f of g()) out.set(f.path, f.content);
+  return [...out].map(([path, content]) => ({ path, content }));
+}
+
+/** Returns the paths whose committed content differs from the generated one. */
+export function checkGenerated(root: string): string[] {
+  return renderAll(root)
+    .filter((f) => {
+      try {
+        return readFileSync(join(root, f.path), 'utf8') !== f.content;
+      } catch {
+        return true;
+      }
+    })
+    .map((f) => f.path);
+}
+
+export function writeGenerated(root: string): string[] {
+  const changed = checkGenerated(root);
+  for (const f of renderAll(root)) if (changed.includes(f.path)) writeFileSync(join(root, f.path), f.content);
+  return changed;
+}
