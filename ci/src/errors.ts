@@ -14,12 +14,13 @@ export type ErrorCode =
   | 'DOCKERFILE_UNSUPPORTED'
   | 'DIGEST_INVALID'
   | 'DIGEST_MISMATCH'
+  | 'UNSAFE_PATH' | 'LOCK_MISMATCH' | 'FETCH_FAILED' // oci/layer, oci/layout, base
   | 'REGISTRY_ERROR'
   | 'REGISTRY_AUTH'
   | 'NOT_FOUND'
-  | 'SIGNATURE_INVALID'
+  | 'SIGNATURE_INVALID' | 'KEY_INVALID' | 'SIGNING_FAILED' // sign/
   | 'ATTESTATION_INVALID'
-  | 'SBOM_INVALID'
+  | 'SBOM_INVALID' | 'SECRET_LEAK' // sbom/, provenance/
   | 'VERIFY_FAILED'
   | 'TOOLCHAIN_DRIFT';
 
