@@ -1,1 +1,3 @@
 export * from './types.ts';
+export * from './layer.ts';
+export * from './layout.ts';

@@ -1,0 +1,12 @@
+/**
+ * Signing and verification that cosign accepts: keys (cosign's encrypted format
+ * included), Sigstore bundle v0.3 (DSSE over in-toto) by key or keyless,
+ * legacy cosign v2 `.sig` signatures, and the OCI manifests that store them.
+ */
+export * from './keys.ts';
+export * from './statement.ts';
+export * from './sign.ts';
+export * from './legacy.ts';
+export * from './manifests.ts';
+export * from './verify.ts';
+export * from './publish.ts';

@@ -1,0 +1,37 @@
+/** Shared bits for the signing tests: the real cosign binary, run offline in a temp HOME. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const COSIGN_BIN = '/usr/local/bin/cosign';
+
+export function cosignAvailable(): boolean {
+  return existsSync(COSIGN_BIN);
+}
+
+export interface RunResult {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+const home = mkdtempSync(join(tmpdir(), 'stella-cosign-home-'));
+
+/**
+ * Runs cosign with a throwaway HOME (no ~/.sigstore cache) and no proxy to the
+ * outside; `env` adds e.g. COSIGN_PASSWORD. Bounded by a timeout.
+ */
+export function cosign(args: readonly string[], env: Record<string, string> = {}, cwd?: string, timeoutMs = 90_000): RunResult {
+  const r = spawnSync(COSIGN_BIN, args, {
+    cwd,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, TUF_ROOT: join(home, '.sigstore', 'root'), ...env },
+  });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? `\n${r.error.message}` : ''}` };
+}
+
+export function show(r: RunResult): string {
+  return `exit ${r.status}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
