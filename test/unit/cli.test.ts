@@ -30,7 +30,8 @@ describe('stella-release CLI', () => {
   });
 
   it('names what is wrong with the invocation', () => {
-    expect(cli('publish').code).toBe(2);
+    expect(cli('frobnicate').code).toBe(2);
+    expect(cli('frobnicate').err).toMatch(/unknown function "frobnicate"/);
     expect(cli('tags').err).toMatch(/tags needs --version/);
     expect(cli('tags', '--version', 'v1.0.0', '--colour', 'red').err).toMatch(/tags has no argument --colour; it takes --version, --ref, --date/);
     expect(cli('tags', '--help').out).toMatch(/--version\s+string\s+\(required\)/);

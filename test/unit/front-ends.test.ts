@@ -10,7 +10,7 @@ import { functions, kebab } from '../../ci/src/functions.ts';
 
 interface DaggerFunction {
   name: string;
-  params: string[];
+  params: { name: string; optional: boolean }[];
   doc: string;
 }
 
@@ -20,7 +20,7 @@ function daggerFunctions(file: string): DaggerFunction[] {
   const visit = (node: ts.Node) => {
     if (ts.isMethodDeclaration(node) && ts.getDecorators(node)?.some((d) => d.getText().startsWith('@func'))) {
       const jsDoc = ts.getJSDocCommentsAndTags(node).map((d) => d.getText()).join('\n');
-      out.push({ name: node.name.getText(), params: node.parameters.map((p) => p.name.getText()), doc: jsDoc });
+      out.push({ name: node.name.getText(), params: node.parameters.map((p) => ({ name: p.name.getText(), optional: !!p.questionToken || !!p.initializer })), doc: jsDoc });
     }
     ts.forEachChild(node, visit);
   };
@@ -37,7 +37,10 @@ describe('CLI and Dagger module parity', () => {
 
   it.each(functions.map((f) => [f.name, f]))('%s takes the same arguments in both', (name, f) => {
     const d = dagger.find((x) => x.name === name)!;
-    expect(d.params).toEqual(f.args.filter((a) => !a.cliOnly).map((a) => a.name));
+    const cli = f.args.filter((a) => !a.cliOnly);
+    expect(d.params.map((p) => p.name).sort()).toEqual(cli.map((a) => a.name).sort());
+    // What the CLI requires, Dagger requires too (TypeScript puts required parameters first).
+    expect(d.params.filter((p) => !p.optional).map((p) => p.name).sort()).toEqual(cli.filter((a) => a.required).map((a) => a.name).sort());
   });
 
   it.each(functions.map((f) => [f.name]))('%s has a runnable `dagger call` example in its documentation', (name) => {

@@ -134,6 +134,15 @@ class Retryable extends Error {
   }
 }
 
+/**
+ * Registries named in STELLA_INSECURE_REGISTRIES (comma-separated host[:port]) are
+ * reached over plain HTTP, like loopback ones: e.g. a registry service bound into
+ * a Dagger container as `registry:5000`.
+ */
+export function insecureByEnvironment(registry: string): boolean {
+  return (process.env.STELLA_INSECURE_REGISTRIES ?? '').split(',').map((s) => s.trim()).filter(Boolean).includes(registry);
+}
+
 /** Serializes writers of one fallback index within this process. */
 const fallbackLocks = new Map<string, Promise<unknown>>();
 
@@ -186,7 +195,7 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions) {
     this.registry = assertRegistryHost(opts.registry);
-    const insecure = opts.insecure ?? isLoopback(this.registry);
+    const insecure = opts.insecure ?? (isLoopback(this.registry) || insecureByEnvironment(this.registry));
     this.#base = `${insecure ? 'http' : 'https'}://${this.registry}`;
     this.#origin = new URL(this.#base).origin;
     this.#creds = resolveCredentials(opts, this.registry);

@@ -1,0 +1,149 @@
+/**
+ * Attaching signed statements and plain artifacts to an image digest as OCI
+ * referrers (the registry's referrers API, or the `sha256-<hex>` fallback tag),
+ * and finding them again. Idempotent: an attestation that already verifies
+ * with the same predicate is not signed or pushed again, so a re-run after a
+ * failure converges instead of piling up referrers.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { EMPTY_JSON, EMPTY_JSON_DIGEST, MediaType, descriptorOf, jsonBytes, type Descriptor, type ImageManifest } from '../oci/types.ts';
+import type { RegistryClient } from '../registry/index.ts';
+import {
+  bundleReferrerManifest,
+  signStatement,
+  verifyBundle,
+  BUNDLE_PREDICATE_TYPE_ANNOTATION,
+  type InTotoStatement,
+  type SigstoreBundle,
+} from '../sign/index.ts';
+import type { Signing } from './context.ts';
+
+export interface Subject {
+  readonly client: RegistryClient;
+  readonly repo: string;
+  /** The subject's descriptor: the image index or a platform manifest. */
+  readonly descriptor: Descriptor;
+  /** Names it in messages, e.g. `127.0.0.1:5000/stellaops/stella-api@sha256:…`. */
+  readonly name: string;
+}
+
+export interface FoundAttestation {
+  readonly referrer: Descriptor;
+  readonly bundle: SigstoreBundle;
+  readonly statement: InTotoStatement;
+}
+
+/** Fetches the subject's descriptor (media type and size) from the registry. */
+export async function subjectOf(client: RegistryClient, repo: string, digest: string, name: string): Promise<Subject> {
+  const m = await client.getManifest(repo, digest);
+  return { client, repo, name, descriptor: { mediaType: m.mediaType, digest: m.digest, size: m.bytes.byteLength } };
+}
+
+/** Referrers that are Sigstore bundles of the given predicate type. */
+export async function bundleReferrers(s: Subject, predicateType: string): Promise<Descriptor[]> {
+  const all = await s.client.referrers(s.repo, s.descriptor.digest, { artifactType: MediaType.sigstoreBundle });
+  return all.filter((d) => d.annotations?.[BUNDLE_PREDICATE_TYPE_ANNOTATION] === predicateType);
+}
+
+/** Reads the bundle a referrer manifest carries (its one layer). */
+export async function readBundle(s: Subject, referrer: Descriptor): Promise<SigstoreBundle> {
+  const m = JSON.parse(new TextDecoder().decode((await s.client.getManifest(s.repo, referrer.digest)).bytes)) as ImageManifest;
+  const layer = m.layers.find((l) => l.mediaType === MediaType.sigstoreBundle);
+  if (!layer) throw new Error(`referrer ${referrer.digest} of ${s.name} has no ${MediaType.sigstoreBundle} layer`);
+  return JSON.parse(new TextDecoder().decode(await s.client.getBlob(s.repo, layer.digest))) as SigstoreBundle;
+}
+
+/**
+ * Every attestation of `predicateType` on the subject that verifies under
+ * `signing.trust` and names the subject's digest. `problems` collects why the
+ * others were rejected (for messages).
+ */
+export async function verifiedAttestations(s: Subject, predicateType: string, signing: Pick<Signing, 'trust'>, problems: string[] = []): Promise<FoundAttestation[]> {
+  const out: FoundAttestation[] = [];
+  for (const referrer of await bundleReferrers(s, predicateType)) {
+    try {
+      const bundle = await readBundle(s, referrer);
+      const statement = verifyBundle(bundle, signing.trust, { expectedSubjectDigest: s.descriptor.digest, expectedPredicateType: predicateType, artifact: s.name });
+      out.push({ referrer, bundle, statement });
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  return out;
+}
+
+async function pushBlobs(s: Subject, blobs: readonly { digest: string; bytes: Uint8Array }[]): Promise<void> {
+  for (const b of blobs) await s.client.pushBlob(s.repo, b.bytes, b.digest);
+}
+
+/**
+ * Signs `statement` and attaches it to the subject, unless an attestation of the
+ * same predicate type with an identical statement already verifies there.
+ * Returns the referrer digest and whether anything was written.
+ */
+export async function attest(
+  s: Subject,
+  statement: InTotoStatement,
+  signing: Signing,
+  /** Reduces a statement to what must match for an existing attestation to count (e.g. without run timestamps). */
+  essence: (st: InTotoStatement) => unknown = (st) => st,
+): Promise<{ digest: string; written: boolean }> {
+  if (signing.signer.kind === 'key') {
+    const wanted = JSON.parse(JSON.stringify(essence(statement)));
+    for (const found of await verifiedAttestations(s, statement.predicateType, signing)) {
+      if (isDeepStrictEqual(JSON.parse(JSON.stringify(essence(found.statement))), wanted)) {
+        return { digest: found.referrer.digest, written: false };
+      }
+    }
+  }
+  const bundle = await signStatement(statement, signing.signer, s.name);
+  const ref = bundleReferrerManifest(bundle, s.descriptor, statement.predicateType);
+  await pushBlobs(s, ref.blobs);
+  await s.client.attachReferrer(s.repo, s.descriptor.digest, ref.manifestBytes, ref.mediaType);
+  return { digest: ref.digest, written: true };
+}
+
+/**
+ * An OCI 1.1 artifact manifest carrying one file (e.g. an SPDX document as
+ * `application/spdx+json`) with `subject` set, for tools that read the artifact
+ * directly rather than through an attestation. Deterministic bytes.
+ */
+export function artifactManifest(artifactType: string, file: { bytes: Uint8Array; mediaType: string; title: string }, subject: Descriptor): { manifestBytes: Uint8Array; digest: string; blobs: { digest: string; bytes: Uint8Array }[] } {
+  const layer = descriptorOf(file.mediaType, file.bytes, { annotations: { 'org.opencontainers.image.title': file.title } });
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    artifactType,
+    config: { mediaType: MediaType.ociEmpty, digest: EMPTY_JSON_DIGEST, size: EMPTY_JSON.byteLength },
+    layers: [layer],
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+  };
+  const manifestBytes = jsonBytes(manifest);
+  return {
+    manifestBytes,
+    digest: descriptorOf(MediaType.ociManifest, manifestBytes).digest,
+    blobs: [
+      { digest: EMPTY_JSON_DIGEST, bytes: EMPTY_JSON },
+      { digest: layer.digest, bytes: file.bytes },
+    ],
+  };
+}
+
+/** Attaches a plain artifact referrer (idempotent: same bytes, same digest, listed once). */
+export async function attachArtifact(s: Subject, artifactType: string, file: { bytes: Uint8Array; mediaType: string; title: string }): Promise<string> {
+  const a = artifactManifest(artifactType, file, s.descriptor);
+  await pushBlobs(s, a.blobs);
+  await s.client.attachReferrer(s.repo, s.descriptor.digest, a.manifestBytes, MediaType.ociManifest);
+  return a.digest;
+}
+
+/** The files of the plain artifacts of `artifactType` attached to the subject. */
+export async function artifactFiles(s: Subject, artifactType: string): Promise<{ referrer: Descriptor; bytes: Uint8Array }[]> {
+  const out: { referrer: Descriptor; bytes: Uint8Array }[] = [];
+  for (const referrer of await s.client.referrers(s.repo, s.descriptor.digest, { artifactType })) {
+    const m = JSON.parse(new TextDecoder().decode((await s.client.getManifest(s.repo, referrer.digest)).bytes)) as ImageManifest;
+    const layer = m.layers[0];
+    if (layer) out.push({ referrer, bytes: await s.client.getBlob(s.repo, layer.digest) });
+  }
+  return out;
+}

@@ -1,0 +1,141 @@
+/**
+ * The sbom step: for each image (by digest), an SPDX 2.3 document per platform
+ * and one for the index, generated from what the registry holds — the OS
+ * packages recorded in the base layers (/var/lib/dpkg/status.d), the Node.js
+ * runtime, and the application SBOM the image carries at /app/sbom.spdx.json —
+ * then attached twice: as a signed attestation (SPDX predicate, as cosign
+ * verifies it) and as a plain `application/spdx+json` referrer.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StellaError } from '../errors.ts';
+import { MediaType, digestHex, platformName, type ImageIndex, type ImageManifest } from '../oci/types.ts';
+import { readLayerFile } from '../oci/read.ts';
+import { readNodePin } from '../base/pin.ts';
+import { IN_TOTO_STATEMENT_V1, type InTotoStatement } from '../sign/index.ts';
+import {
+  imageSbom,
+  indexSbom,
+  readOsPackagesFromLayer,
+  serializeSpdx,
+  spdxDigest,
+  SPDX_PREDICATE_TYPE,
+  type OsPackage,
+  type SpdxDocument,
+} from '../sbom/index.ts';
+import { attachArtifact, attest, subjectOf, type Subject } from './attach.ts';
+import type { BuildDocument, Registries, Signing, StepIo } from './context.ts';
+
+export const APP_SBOM_PATH = 'app/sbom.spdx.json';
+
+export interface SbomStepOptions {
+  readonly images: BuildDocument;
+  readonly registries: Registries;
+  readonly signing: Signing;
+  /** SOURCE_DATE_EPOCH (seconds): the documents' creation time, so they are reproducible. */
+  readonly sourceDateEpoch: number;
+  readonly toolVersion: string;
+  /** Strings that must appear in no document (registry password, key password). */
+  readonly secrets?: readonly string[];
+  /** Also write every document to `<outDir>/<service>/…spdx.json`. */
+  readonly outDir?: string;
+}
+
+export interface SbomResult {
+  readonly service: string;
+  readonly index: { readonly digest: string; readonly sbomDigest: string };
+  readonly platforms: Record<string, { readonly digest: string; readonly sbomDigest: string; readonly packages: number }>;
+}
+
+/** Statement over one subject carrying an SPDX document. */
+export function spdxStatement(repository: string, digest: string, doc: SpdxDocument): InTotoStatement {
+  return { _type: IN_TOTO_STATEMENT_V1, subject: [{ name: repository, digest: { sha256: digestHex(digest) } }], predicateType: SPDX_PREDICATE_TYPE, predicate: doc };
+}
+
+function json<T>(bytes: Uint8Array): T {
+  return JSON.parse(new TextDecoder().decode(bytes)) as T;
+}
+
+interface ImageConfig {
+  readonly config?: { readonly Env?: readonly string[]; readonly Labels?: Readonly<Record<string, string>> };
+}
+
+async function nodeVersionOf(config: ImageConfig, source: string): Promise<string> {
+  const env = config.config?.Env?.find((e) => e.startsWith('NODE_VERSION='));
+  if (env) return env.slice('NODE_VERSION='.length).replace(/^v/, '');
+  const label = config.config?.Labels?.['dev.stellaops.base.node'];
+  if (label) return label.slice(label.lastIndexOf('@') + 1).replace(/^v/, '');
+  // An upstream base that does not say: the version this repository pins for it.
+  return readNodePin(join(source, 'package.json'));
+}
+
+export async function sbomStep(o: SbomStepOptions, io: StepIo & { readonly source: string }): Promise<SbomResult[]> {
+  const osCache = new Map<string, OsPackage[]>();
+  const results: SbomResult[] = [];
+  for (const image of o.images.images) {
+    const { client, repo } = o.registries.forRepository(image.repository);
+    const index = await subjectOf(client, repo, image.digest, `${image.repository}@${image.digest}`);
+    const indexManifest = json<ImageIndex>((await client.getManifest(repo, image.digest)).bytes);
+    const platforms: SbomResult['platforms'] = {};
+    const perPlatform: { platform: string; manifestDigest: string; sbom: SpdxDocument }[] = [];
+    for (const d of indexManifest.manifests) {
+      if (!d.platform) continue;
+      const platform = platformName(d.platform);
+      const manifest = json<ImageManifest>((await client.getManifest(repo, d.digest)).bytes);
+      const config = json<ImageConfig>(await client.getBlob(repo, manifest.config.digest));
+      const osPackages: OsPackage[] = [];
+      let app: SpdxDocument | undefined;
+      for (const layer of manifest.layers) {
+        let pkgs = osCache.get(layer.digest);
+        const blob = pkgs && app ? undefined : await client.getBlob(repo, layer.digest);
+        if (!pkgs) {
+          pkgs = await readOsPackagesFromLayer(blob!, `layer ${layer.digest} of ${image.repository}`);
+          osCache.set(layer.digest, pkgs);
+        }
+        osPackages.push(...pkgs);
+        if (blob) {
+          const appBytes = await readLayerFile(blob, APP_SBOM_PATH);
+          if (appBytes) app = json<SpdxDocument>(appBytes);
+        }
+      }
+      if (!app) {
+        throw new StellaError('SBOM_INVALID', `${image.repository}@${d.digest} (${platform}): the image carries no /${APP_SBOM_PATH}; expected the application SBOM baked in by the build`);
+      }
+      const doc = imageSbom({
+        service: image.service,
+        repository: image.repository,
+        platform,
+        manifestDigest: d.digest,
+        osPackages,
+        node: { version: await nodeVersionOf(config, io.source) },
+        appSbom: app,
+        created: o.sourceDateEpoch,
+        toolVersion: o.toolVersion,
+        secrets: o.secrets,
+      });
+      const subject: Subject = { client, repo, name: `${image.repository}@${d.digest}`, descriptor: { mediaType: d.mediaType, digest: d.digest, size: d.size } };
+      await attachSbom(subject, image.repository, doc, o.signing);
+      perPlatform.push({ platform, manifestDigest: d.digest, sbom: doc });
+      platforms[platform] = { digest: d.digest, sbomDigest: spdxDigest(doc), packages: doc.packages.length };
+      await writeOut(o.outDir, image.service, `${image.service}-${platform.replace('/', '-')}.spdx.json`, doc);
+      io.progress(`${image.service} ${platform}: SBOM with ${doc.packages.length} packages attached to ${d.digest.slice(0, 19)}`);
+    }
+    const idxDoc = indexSbom({ service: image.service, repository: image.repository, indexDigest: image.digest, platforms: perPlatform, created: o.sourceDateEpoch, toolVersion: o.toolVersion, secrets: o.secrets });
+    await attachSbom(index, image.repository, idxDoc, o.signing);
+    await writeOut(o.outDir, image.service, `${image.service}-index.spdx.json`, idxDoc);
+    io.progress(`${image.service}: index SBOM attached to ${image.digest.slice(0, 19)}`);
+    results.push({ service: image.service, index: { digest: image.digest, sbomDigest: spdxDigest(idxDoc) }, platforms });
+  }
+  return results;
+}
+
+async function attachSbom(s: Subject, repository: string, doc: SpdxDocument, signing: Signing): Promise<void> {
+  await attest(s, spdxStatement(repository, s.descriptor.digest, doc), signing);
+  await attachArtifact(s, MediaType.spdxJson, { bytes: serializeSpdx(doc), mediaType: MediaType.spdxJson, title: 'sbom.spdx.json' });
+}
+
+async function writeOut(outDir: string | undefined, service: string, file: string, doc: SpdxDocument): Promise<void> {
+  if (!outDir) return;
+  await mkdir(join(outDir, service), { recursive: true });
+  await writeFile(join(outDir, service, file), serializeSpdx(doc));
+}
