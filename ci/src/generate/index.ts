@@ -7,14 +7,15 @@ import { join } from 'node:path';
 import { catalog } from '../catalog/index.ts';
 import { docTargets } from './docs.ts';
 import { replaceRegion } from './regions.ts';
+import { dockerfileFiles } from '../build/dockerfiles.ts';
 
 export interface GeneratedFile {
   readonly path: string;
   readonly content: string;
 }
 
-/** Whole files generated from the catalog (Dockerfiles, compose, chart values) register here. */
-export const fileGenerators: Array<() => GeneratedFile[]> = [];
+/** Whole files generated from the catalog: the Dockerfiles (compose and chart values join here). */
+export const fileGenerators: ReadonlyArray<() => GeneratedFile[]> = [() => dockerfileFiles()];
 
 /** Computes every generated file's content from the catalog and the files on disk. */
 export function renderAll(root: string): GeneratedFile[] {
