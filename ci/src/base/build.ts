@@ -44,7 +44,8 @@ export const BASE_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 export const BASE_REF_NAME = 'nodejs24-debian12';
 /** What this base stands in for. */
 export const BASE_EQUIVALENT_OF = 'gcr.io/distroless/nodejs24-debian12:nonroot';
-export const BASE_SOURCE_URL = 'https://github.com/stellaops/stellaops';
+import { SOURCE_URL } from '../catalog/index.ts';
+export const BASE_SOURCE_URL = SOURCE_URL;
 
 export interface BuildBaseOptions {
   /** The cache fetchBaseInputs filled; default defaultBaseCacheDir(). */

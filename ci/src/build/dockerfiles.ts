@@ -19,7 +19,8 @@ import { catalog as theCatalog, type Catalog, type ServiceSpec } from '../catalo
 /** The upstream base the product defaults to; builds here override it with BASE_IMAGE. */
 export const UPSTREAM_BASE_IMAGE = 'gcr.io/distroless/nodejs24-debian12:nonroot';
 /** org.opencontainers.image.source of every image. */
-export const SOURCE_URL = 'https://github.com/stellaops/stellaops';
+export { SOURCE_URL } from '../catalog/index.ts';
+import { SOURCE_URL } from '../catalog/index.ts';
 export const LICENSES = 'Apache-2.0';
 export const VENDOR = 'StellaOps';
 /** The runtime user of every image (distroless "nonroot"). */

@@ -5,6 +5,9 @@
  */
 import type { Catalog, ConfigKey, ServiceSpec, SupportSpec } from './types.ts';
 
+/** Where the StellaOps source lives: image labels, SBOMs and provenance name it. */
+export const SOURCE_URL = 'https://github.com/stellaops/stellaops';
+
 const http = (port: number) =>
   ({
     port,

@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { StellaError, inStep } from '../errors.ts';
 import { planTags, type TagPlan } from '../tags/index.ts';
-import { selectServices } from '../catalog/index.ts';
+import { SOURCE_URL, selectServices } from '../catalog/index.ts';
 import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
 import { build, writeBuildDocument, type BuildDocument } from '../build/index.ts';
 import { RegistryClient, pushLayout, type Credentials } from '../registry/index.ts';
@@ -35,7 +35,7 @@ import { imageCatalogWithDigests } from './catalog-doc.ts';
 export const DEFAULT_REGISTRY = '127.0.0.1:5000';
 export const DEFAULT_NAMESPACE = 'stellaops';
 export const BASE_REPOSITORY = 'stella-base-node';
-export const SOURCE_REPOSITORY = 'git+https://github.com/stellaops/stella';
+export const SOURCE_REPOSITORY = `git+${SOURCE_URL}`;
 
 export interface ReleaseOptions {
   readonly source: string;
