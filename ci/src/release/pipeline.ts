@@ -23,7 +23,7 @@ import { SOURCE_URL, selectServices } from '../catalog/index.ts';
 import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
 import { build, writeBuildDocument, type BuildDocument } from '../build/index.ts';
 import { RegistryClient, pushLayout, type Credentials } from '../registry/index.ts';
-import { generateKeyPair, loadPrivateKey } from '../sign/index.ts';
+import { emptyTrustedRoot, generateKeyPair, loadPrivateKey } from '../sign/index.ts';
 import { Registries, signingWithKey, type Signing, type StepIo } from './context.ts';
 import { sourceRevision } from './git.ts';
 import { sbomStep } from './sbom.ts';
@@ -100,6 +100,8 @@ async function signingKey(o: ReleaseOptions, out: string, io: StepIo): Promise<{
   const key = loadPrivateKey(pem, password, 'signing key');
   const publicKeyPath = join(keys, 'cosign.pub');
   await writeFile(publicKeyPath, key.publicKeyPem);
+  // What `cosign verify-attestation --trusted-root` needs to verify key-signed bundles fully offline.
+  await writeFile(join(keys, 'trusted_root.json'), `${JSON.stringify(emptyTrustedRoot(), null, 2)}\n`);
   return { signing: signingWithKey(key), publicKeyPath };
 }
 
