@@ -65,7 +65,10 @@ export class RegistrySink implements ImageSink {
     if (!this.#locations.has(digest)) this.#locations.set(digest, this.#repo);
   }
 
-  putManifest(bytes: Uint8Array, mediaType: string): Promise<string> {
-    return this.#client.putManifest(this.#repo, sha256Digest(bytes), bytes, mediaType);
+  async putManifest(bytes: Uint8Array, mediaType: string): Promise<string> {
+    const digest = sha256Digest(bytes);
+    // Content-addressed: when the registry holds it, a re-run writes nothing.
+    if (await this.#client.hasManifest(this.#repo, digest)) return digest;
+    return this.#client.putManifest(this.#repo, digest, bytes, mediaType);
   }
 }

@@ -455,6 +455,12 @@ export class RegistryClient {
     if (manifest.subject?.digest !== subject) {
       throw this.#error(ctx, 'INVALID_ARGUMENT', `the referrer's subject is ${String(manifest.subject?.digest)}, expected ${subject}`);
     }
+    // Already stored and listed: a re-run writes nothing.
+    if ((await this.hasManifest(repo, digest)) && (await this.referrers(repo, subject)).some((d) => d.digest === digest)) {
+      const mode = this.#referrersApi ? 'api' : 'fallback';
+      this.#emit({ type: 'referrer', mode, action: 'unchanged', repository: repo, subject, digest });
+      return { digest, mode, changed: false };
+    }
     const put = await this.#putManifest(repo, digest, manifestBytes, mediaType);
     if (put.ociSubject === subject) {
       this.#referrersApi = true;

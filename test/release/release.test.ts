@@ -1,0 +1,190 @@
+/**
+ * The whole release through the CLI, as a release manager runs it, against a
+ * throwaway registry behind an authenticating proxy (canary credentials):
+ * twice for reproducibility and idempotence, then killed with SIGKILL at
+ * several points and re-run, checking after every kill that no release tag
+ * points to an image lacking its signature, SBOM or provenance.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { Registries } from '../../ci/src/release/context.ts';
+import { verifyImage } from '../../ci/src/release/verify.ts';
+import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
+
+const PASSWORD = 'canary-registry-pw-7c41aa';
+const SERVICES = 'api,conseiller';
+const VERSION = 'v0.9.0-rc.1';
+
+let reg: TestRegistry;
+let proxy: FaultProxy;
+let out: string;
+let base: string;
+let reference: ReleaseRecord;
+const transcript: string[] = [];
+
+const env = { ...process.env, STELLA_TEST_REGISTRY_PASSWORD: PASSWORD };
+const cliArgs = (fn: string, ...args: string[]) => ['ci/src/cli.ts', fn, ...args, '--registry-username', 'release-bot', '--registry-password', 'env:STELLA_TEST_REGISTRY_PASSWORD'];
+
+/**
+ * Runs the CLI asynchronously: the proxy lives in this process, so a blocking
+ * spawnSync would stop it from answering.
+ */
+function runWith(argv: string[], environment: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 480_000);
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('error', reject);
+    child.on('exit', (status) => {
+      clearTimeout(timer);
+      transcript.push(stdout, stderr);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+const run = (fn: string, ...args: string[]) => runWith(cliArgs(fn, ...args), env);
+
+function releaseArgs(dir: string, namespace = 'stellaops'): string[] {
+  return ['--version', VERSION, '--services', SERVICES, '--registry', proxy.host, '--namespace', namespace, '--base', base, '--out', dir];
+}
+
+function registries(): Registries {
+  return new Registries({ credentials: { username: 'release-bot', password: PASSWORD } });
+}
+
+/** Every release tag in the registry points to a fully attested image. Returns how many tags were checked. */
+async function checkTaggedImagesComplete(publicKeyPem: string, namespace = 'stellaops'): Promise<number> {
+  const r = registries();
+  const client = r.client(proxy.host);
+  let checked = 0;
+  for (const service of SERVICES.split(',')) {
+    const repo = `${namespace}/stella-${service}`;
+    const tags = await client.listTags(repo).catch(() => [] as string[]);
+    for (const tag of tags.filter((t) => /^v\d/.test(t))) {
+      const digest = (await client.resolve(repo, tag))!;
+      const index = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, digest)).bytes)) as { manifests: { digest: string; platform: { os: string; architecture: string } }[] };
+      const platforms = Object.fromEntries(index.manifests.map((m) => [`${m.platform.os}/${m.platform.architecture}`, m.digest]));
+      const v = await verifyImage({ images: { images: [] }, registries: r, trust: { publicKeyPem } }, { service, repository: `${proxy.host}/${repo}`, digest, platforms });
+      expect(v.problems, `${repo}:${tag} → ${digest}`).toEqual([]);
+      checked++;
+    }
+  }
+  return checked;
+}
+
+/** Starts a release and SIGKILLs it when a progress line matches `when`; resolves once it has died. */
+function releaseKilledAt(dir: string, namespace: string, when: RegExp): Promise<{ killed: boolean; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, cliArgs('release', ...releaseArgs(dir, namespace)), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let killed = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
+    child.stderr.on('data', (d) => {
+      stderr += String(d);
+      if (!killed && when.test(stderr)) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.stdout.resume();
+    child.on('error', reject);
+    child.on('exit', () => {
+      clearTimeout(timer);
+      transcript.push(stderr);
+      resolve({ killed, stderr });
+    });
+  });
+}
+
+beforeAll(async () => {
+  reg = await startRegistry();
+  proxy = await startFaultProxy({ upstream: reg.host, auth: { mode: 'bearer', username: 'release-bot', password: PASSWORD, token: 'canary-token-0d93e1' } });
+  out = mkdtempSync(join(tmpdir(), 'stella-release-'));
+  const b = await run('build-base', '--registry', proxy.host, '--oci-layout', join(out, 'base-layout'));
+  expect(b.status, b.stderr).toBe(0);
+  base = JSON.parse(b.stdout).ref;
+}, 600_000);
+
+afterAll(async () => {
+  await proxy?.stop();
+  await reg?.stop();
+});
+
+describe('stella-release release (end to end)', () => {
+  it('releases signed, attested, tagged images and records everything in the output directory', async () => {
+    const r = await run('release', ...releaseArgs(join(out, 'dist')));
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    reference = JSON.parse(r.stdout) as ReleaseRecord;
+    expect(reference.images.map((i) => i.service)).toEqual(['api', 'conseiller']);
+    expect(reference.tags.map((t) => t.action)).toEqual(['create', 'create']);
+    for (const f of ['build.json', 'release.json', 'keys/cosign.pub', 'keys/trusted_root.json', 'sbom/api/api-index.spdx.json', 'sbom/conseiller/conseiller-linux-arm64.spdx.json', 'provenance/api/api.provenance.json', 'docs/release/image-catalog.md']) {
+      expect(existsSync(join(out, 'dist', f)), f).toBe(true);
+    }
+    const catalogDoc = readFileSync(join(out, 'dist/docs/release/image-catalog.md'), 'utf8');
+    for (const i of reference.images) expect(catalogDoc).toContain(i.digest);
+    expect(proxy.tokenCalls.granted).toBeGreaterThan(0);
+    const publicKey = readFileSync(join(out, 'dist/keys/cosign.pub'), 'utf8');
+    expect(await checkTaggedImagesComplete(publicKey)).toBe(2);
+  }, 600_000);
+
+  it('a second run is reproducible and idempotent: same digests, nothing pushed, tags unchanged', async () => {
+    proxy.reset();
+    const r = await run('release', ...releaseArgs(join(out, 'dist')));
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const again = JSON.parse(r.stdout) as ReleaseRecord;
+    expect(again.images).toEqual(reference.images);
+    expect(again.tags.map((t) => t.action)).toEqual(['unchanged', 'unchanged']);
+    const writes = proxy.requests.filter((q) => q.method === 'PUT' || q.method === 'POST' || q.method === 'PATCH');
+    expect(writes.map((q) => `${q.method} ${q.path}`)).toEqual([]);
+  }, 600_000);
+
+  it('refuses a version outside the tag scheme before any work', async () => {
+    proxy.reset();
+    const r = await run('release', '--version', 'v1.4.0-beta.1', '--services', SERVICES, '--registry', proxy.host, '--base', base, '--out', join(out, 'refused'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/INVALID_VERSION.*only release candidates/);
+    expect(proxy.requests).toEqual([]);
+  });
+
+  it('killed (SIGKILL) at several points and re-run, converges to the same digests; no tag ever points to unattested content', async () => {
+    const dir = join(out, 'killed');
+    // Fresh repositories (another namespace) on the same registry, with a new key: every tag
+    // that appears there must only ever point to complete content.
+    const ns = 'interrupted';
+    const points = [/── build/, /SBOM with \d+ packages attached/, /── sign/, /provenance attached/, /verified \(\d+ checks\)/, /:v0\.9\.0-rc\.1 → /];
+    const publicKeyOf = () => readFileSync(join(dir, 'keys/cosign.pub'), 'utf8');
+    let kills = 0;
+    for (const when of points) {
+      const k = await releaseKilledAt(dir, ns, when);
+      if (k.killed) kills++;
+      if (existsSync(join(dir, 'keys/cosign.pub'))) await checkTaggedImagesComplete(publicKeyOf(), ns);
+    }
+    expect(kills).toBeGreaterThanOrEqual(4);
+    const r = await run('release', ...releaseArgs(dir, ns));
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const final = JSON.parse(r.stdout) as ReleaseRecord;
+    expect(final.images.map((i) => [i.service, i.digest, i.platforms])).toEqual(reference.images.map((i) => [i.service, i.digest, i.platforms]));
+    expect(await checkTaggedImagesComplete(publicKeyOf(), ns)).toBe(2);
+  }, 900_000);
+
+  it('wrong registry credentials fail clearly, without the password', async () => {
+    const r = await runWith(['ci/src/cli.ts', 'verify', '--images', join(out, 'dist/build.json'), '--public-key', join(out, 'dist/keys/cosign.pub'), '--registry-username', 'release-bot', '--registry-password', 'env:WRONG'], { ...process.env, WRONG: `${PASSWORD}-wrong` });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/REGISTRY_AUTH|401|unauthori[sz]ed/i);
+  });
+
+  it('the canary registry password appears nowhere: output, logs, SBOMs, provenance, records', () => {
+    const walk = (d: string): string[] => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirectory() ? (f === 'base-layout' || f === 'app' ? [] : walk(join(d, f))) : [join(d, f)]));
+    for (const t of transcript) expect(t).not.toContain(PASSWORD);
+    for (const f of walk(out)) expect(readFileSync(f, 'latin1').includes(PASSWORD), f).toBe(false);
+  });
+});
