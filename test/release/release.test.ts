@@ -15,9 +15,14 @@ import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { Registries } from '../../ci/src/release/context.ts';
 import { verifyImage } from '../../ci/src/release/verify.ts';
 import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
+import { catalog } from '../../ci/src/catalog/index.ts';
+import { cosign, cosignAvailable, show } from '../sign/helpers.ts';
+import { generateKeyPair } from '../../ci/src/sign/index.ts';
+import { writeFileSync } from 'node:fs';
 
 const PASSWORD = 'canary-registry-pw-7c41aa';
-const SERVICES = 'api,conseiller';
+/** The full release covers all 11 services; the SIGKILL runs use two, to stay quick. */
+const KILL_SERVICES = 'api,conseiller';
 const VERSION = 'v0.9.0-rc.1';
 
 let reg: TestRegistry;
@@ -53,8 +58,8 @@ function runWith(argv: string[], environment: NodeJS.ProcessEnv): Promise<{ stat
 
 const run = (fn: string, ...args: string[]) => runWith(cliArgs(fn, ...args), env);
 
-function releaseArgs(dir: string, namespace = 'stellaops'): string[] {
-  return ['--version', VERSION, '--services', SERVICES, '--registry', proxy.host, '--namespace', namespace, '--base', base, '--out', dir];
+function releaseArgs(dir: string, namespace = 'stellaops', services?: string): string[] {
+  return ['--version', VERSION, ...(services ? ['--services', services] : []), '--registry', proxy.host, '--namespace', namespace, '--base', base, '--out', dir];
 }
 
 function registries(): Registries {
@@ -62,11 +67,11 @@ function registries(): Registries {
 }
 
 /** Every release tag in the registry points to a fully attested image. Returns how many tags were checked. */
-async function checkTaggedImagesComplete(publicKeyPem: string, namespace = 'stellaops'): Promise<number> {
+async function checkTaggedImagesComplete(publicKeyPem: string, namespace = 'stellaops', services: readonly string[] = catalog.services.map((s) => s.name)): Promise<number> {
   const r = registries();
   const client = r.client(proxy.host);
   let checked = 0;
-  for (const service of SERVICES.split(',')) {
+  for (const service of services) {
     const repo = `${namespace}/stella-${service}`;
     const tags = await client.listTags(repo).catch(() => [] as string[]);
     for (const tag of tags.filter((t) => /^v\d/.test(t))) {
@@ -84,7 +89,7 @@ async function checkTaggedImagesComplete(publicKeyPem: string, namespace = 'stel
 /** Starts a release and SIGKILLs it when a progress line matches `when`; resolves once it has died. */
 function releaseKilledAt(dir: string, namespace: string, when: RegExp): Promise<{ killed: boolean; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs('release', ...releaseArgs(dir, namespace)), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, cliArgs('release', ...releaseArgs(dir, namespace, KILL_SERVICES)), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     let killed = false;
     const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
@@ -124,8 +129,8 @@ describe('stella-release release (end to end)', () => {
     const r = await run('release', ...releaseArgs(join(out, 'dist')));
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     reference = JSON.parse(r.stdout) as ReleaseRecord;
-    expect(reference.images.map((i) => i.service)).toEqual(['api', 'conseiller']);
-    expect(reference.tags.map((t) => t.action)).toEqual(['create', 'create']);
+    expect(reference.images.map((i) => i.service)).toEqual(catalog.services.map((s) => s.name));
+    expect(reference.tags.map((t) => t.action)).toEqual(reference.images.map(() => 'create'));
     for (const f of ['build.json', 'release.json', 'keys/cosign.pub', 'keys/trusted_root.json', 'sbom/api/api-index.spdx.json', 'sbom/conseiller/conseiller-linux-arm64.spdx.json', 'provenance/api/api.provenance.json', 'docs/release/image-catalog.md']) {
       expect(existsSync(join(out, 'dist', f)), f).toBe(true);
     }
@@ -133,7 +138,7 @@ describe('stella-release release (end to end)', () => {
     for (const i of reference.images) expect(catalogDoc).toContain(i.digest);
     expect(proxy.tokenCalls.granted).toBeGreaterThan(0);
     const publicKey = readFileSync(join(out, 'dist/keys/cosign.pub'), 'utf8');
-    expect(await checkTaggedImagesComplete(publicKey)).toBe(2);
+    expect(await checkTaggedImagesComplete(publicKey)).toBe(11);
   }, 600_000);
 
   it('a second run is reproducible and idempotent: same digests, nothing pushed, tags unchanged', async () => {
@@ -142,14 +147,14 @@ describe('stella-release release (end to end)', () => {
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     const again = JSON.parse(r.stdout) as ReleaseRecord;
     expect(again.images).toEqual(reference.images);
-    expect(again.tags.map((t) => t.action)).toEqual(['unchanged', 'unchanged']);
+    expect(again.tags.map((t) => t.action)).toEqual(again.images.map(() => 'unchanged'));
     const writes = proxy.requests.filter((q) => q.method === 'PUT' || q.method === 'POST' || q.method === 'PATCH');
     expect(writes.map((q) => `${q.method} ${q.path}`)).toEqual([]);
   }, 600_000);
 
   it('refuses a version outside the tag scheme before any work', async () => {
     proxy.reset();
-    const r = await run('release', '--version', 'v1.4.0-beta.1', '--services', SERVICES, '--registry', proxy.host, '--base', base, '--out', join(out, 'refused'));
+    const r = await run('release', '--version', 'v1.4.0-beta.1', '--services', KILL_SERVICES, '--registry', proxy.host, '--base', base, '--out', join(out, 'refused'));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/INVALID_VERSION.*only release candidates/);
     expect(proxy.requests).toEqual([]);
@@ -166,15 +171,37 @@ describe('stella-release release (end to end)', () => {
     for (const when of points) {
       const k = await releaseKilledAt(dir, ns, when);
       if (k.killed) kills++;
-      if (existsSync(join(dir, 'keys/cosign.pub'))) await checkTaggedImagesComplete(publicKeyOf(), ns);
+      if (existsSync(join(dir, 'keys/cosign.pub'))) await checkTaggedImagesComplete(publicKeyOf(), ns, KILL_SERVICES.split(','));
     }
     expect(kills).toBeGreaterThanOrEqual(4);
-    const r = await run('release', ...releaseArgs(dir, ns));
+    const r = await run('release', ...releaseArgs(dir, ns, KILL_SERVICES));
     expect(r.status, r.stderr.slice(-3000)).toBe(0);
     const final = JSON.parse(r.stdout) as ReleaseRecord;
-    expect(final.images.map((i) => [i.service, i.digest, i.platforms])).toEqual(reference.images.map((i) => [i.service, i.digest, i.platforms]));
-    expect(await checkTaggedImagesComplete(publicKeyOf(), ns)).toBe(2);
+    const same = reference.images.filter((i) => KILL_SERVICES.split(',').includes(i.service));
+    expect(final.images.map((i) => [i.service, i.digest, i.platforms])).toEqual(same.map((i) => [i.service, i.digest, i.platforms]));
+    expect(await checkTaggedImagesComplete(publicKeyOf(), ns, KILL_SERVICES.split(','))).toBe(2);
   }, 900_000);
+
+  it.skipIf(!cosignAvailable())('cosign 2.5, with only the public key and no network, accepts every released image and refuses another key', () => {
+    const pub = join(out, 'dist/keys/cosign.pub');
+    const otherPub = join(out, 'other.pub');
+    writeFileSync(otherPub, generateKeyPair('').publicKeyPem);
+    const flags = ['--insecure-ignore-tlog=true', '--allow-insecure-registry', '--allow-http-registry'];
+    const trustedRoot = ['--trusted-root', join(out, 'dist/keys/trusted_root.json')];
+    for (const image of reference.images) {
+      // The registry behind the proxy: same content, no credentials for cosign to need.
+      const ref = `${reg.host}/stellaops/stella-${image.service}@${image.digest}`;
+      for (const key of [pub, otherPub]) {
+        const expectOk = key === pub;
+        const legacy = cosign(['verify', '--key', key, ...flags, ref]);
+        expect(legacy.status === 0, `${image.service} legacy with ${expectOk ? 'release' : 'other'} key\n${show(legacy)}`).toBe(expectOk);
+        for (const type of ['https://sigstore.dev/cosign/sign/v1', 'spdxjson', 'slsaprovenance1']) {
+          const att = cosign(['verify-attestation', '--new-bundle-format', '--key', key, '--type', type, ...trustedRoot, ...flags, ref]);
+          expect(att.status === 0, `${image.service} ${type} with ${expectOk ? 'release' : 'other'} key\n${show(att)}`).toBe(expectOk);
+        }
+      }
+    }
+  }, 600_000);
 
   it('wrong registry credentials fail clearly, without the password', async () => {
     const r = await runWith(['ci/src/cli.ts', 'verify', '--images', join(out, 'dist/build.json'), '--public-key', join(out, 'dist/keys/cosign.pub'), '--registry-username', 'release-bot', '--registry-password', 'env:WRONG'], { ...process.env, WRONG: `${PASSWORD}-wrong` });
