@@ -6,6 +6,7 @@
  * Inputs are cached in ${STELLA_CACHE:-/var/tmp/stella-cache}/base: the first run
  * on a fresh host downloads them (Debian mirror + npm), later runs do not.
  */
+import { errorOf } from '../helpers/errors.ts';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -15,7 +16,6 @@ import { buildBase, fetchBaseInputs, defaultBaseCacheDir, readLock, readNodePin,
 import { OciLayout } from '../../ci/src/oci/layout.ts';
 import { listLayer } from '../../ci/src/oci/layer.ts';
 import { PLATFORMS, sha256Digest, type ImageIndex } from '../../ci/src/oci/types.ts';
-import { StellaError } from '../../ci/src/errors.ts';
 import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const EPOCH = 1_700_000_000;
@@ -47,15 +47,6 @@ const HAVE_SKOPEO = (() => {
   }
 })();
 
-async function errorOf(p: Promise<unknown>): Promise<StellaError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(StellaError);
-    return e as StellaError;
-  }
-  throw new Error('expected an error');
-}
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'stella-base-test-'));

@@ -1,4 +1,5 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { errorOf } from '../helpers/errors.ts';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,6 @@ import { join } from 'node:path';
 import { OciLayout, readBlob, writeBlob, REF_NAME_ANNOTATION } from '../../ci/src/oci/layout.ts';
 import { createLayer, layerDescriptor } from '../../ci/src/oci/layer.ts';
 import { MediaType, sha256Digest, type ImageManifest } from '../../ci/src/oci/types.ts';
-import { StellaError } from '../../ci/src/errors.ts';
 
 let work: string;
 beforeAll(() => {
@@ -14,15 +14,6 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-async function errorOf(p: Promise<unknown>): Promise<StellaError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(StellaError);
-    return e as StellaError;
-  }
-  throw new Error('expected an error');
-}
 
 /** A one-layer image for amd64 written into `layout`. */
 async function writeImage(layout: OciLayout, text: string) {

@@ -401,38 +401,54 @@ export interface LayerListing {
   readonly sha256?: string;
 }
 
-/** Lists a layer blob (gzip'd or plain tar): one row per entry, in tar order. For checks and tests. */
-export async function listLayer(blob: Uint8Array): Promise<LayerListing[]> {
+/** Calls `onEntry` for each entry of a layer blob (gzip'd or plain tar), in tar order, with its content for files. */
+async function walkLayer(blob: Uint8Array, onEntry: (h: tarStream.Header, content: Buffer | undefined) => void): Promise<void> {
   const isGzip = blob[0] === 0x1f && blob[1] === 0x8b;
   const tar = isGzip ? await gunzip(blob) : Buffer.from(blob);
   const extract = tarStream.extract();
-  const out: LayerListing[] = [];
   const finished = new Promise<void>((resolve, reject) => {
     extract.on('entry', (h, stream, next) => {
-      const hash = createHash('sha256');
-      stream.on('data', (d: unknown) => hash.update(d as Buffer));
+      const chunks: Buffer[] = [];
+      stream.on('data', (d: unknown) => chunks.push(d as Buffer));
       stream.on('end', () => {
-        out.push({
-          name: h.name,
-          type: h.type ?? 'file',
-          mode: h.mode ?? 0,
-          uid: h.uid ?? 0,
-          gid: h.gid ?? 0,
-          size: h.size ?? 0,
-          mtime: Math.floor((h.mtime?.getTime() ?? 0) / 1000),
-          ...(h.linkname ? { linkname: h.linkname } : {}),
-          ...(h.uname ? { uname: h.uname } : {}),
-          ...(h.gname ? { gname: h.gname } : {}),
-          ...(h.type === 'file' ? { sha256: hash.digest('hex') } : {}),
-        });
+        onEntry(h, (h.type ?? 'file') === 'file' ? Buffer.concat(chunks) : undefined);
         next();
       });
-      stream.resume();
     });
     extract.on('finish', () => resolve());
     extract.on('error', reject);
   });
   extract.end(tar);
   await finished;
+}
+
+/** Lists a layer blob (gzip'd or plain tar): one row per entry, in tar order. For checks and tests. */
+export async function listLayer(blob: Uint8Array): Promise<LayerListing[]> {
+  const out: LayerListing[] = [];
+  await walkLayer(blob, (h, content) => {
+    out.push({
+      name: h.name,
+      type: h.type ?? 'file',
+      mode: h.mode ?? 0,
+      uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
+      size: h.size ?? 0,
+      mtime: Math.floor((h.mtime?.getTime() ?? 0) / 1000),
+      ...(h.linkname ? { linkname: h.linkname } : {}),
+      ...(h.uname ? { uname: h.uname } : {}),
+      ...(h.gname ? { gname: h.gname } : {}),
+      ...(content ? { sha256: createHash('sha256').update(content).digest('hex') } : {}),
+    });
+  });
   return out;
+}
+
+/** The content of the file at `path` (e.g. `app/sbom.spdx.json`) in a layer blob, or undefined. */
+export async function readLayerFile(blob: Uint8Array, path: string): Promise<Uint8Array | undefined> {
+  const want = path.replace(/^\/+/, '').replace(/^\.\//, '');
+  let found: Uint8Array | undefined;
+  await walkLayer(blob, (h, content) => {
+    if (content && h.name.replace(/^\.\//, '').replace(/^\/+/, '') === want) found = new Uint8Array(content);
+  });
+  return found;
 }

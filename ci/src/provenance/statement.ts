@@ -7,7 +7,8 @@ import { StellaError } from '../errors.ts';
 import { assertDigest, digestHex, parsePlatform } from '../oci/types.ts';
 import { assertNoSecrets } from './secrets.ts';
 
-export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
+import { IN_TOTO_STATEMENT_V1 } from '../sign/statement.ts';
+export { IN_TOTO_STATEMENT_V1 };
 /** What cosign (`attest --type …`) wraps predicates in. Accepted when validating. */
 export const IN_TOTO_STATEMENT_V01 = 'https://in-toto.io/Statement/v0.1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { MediaType, digestHex, platformName, type ImageIndex, type ImageManifest } from '../oci/types.ts';
-import { readLayerFile } from '../oci/read.ts';
+import { readLayerFile } from '../oci/layer.ts';
 import { readNodePin } from '../base/pin.ts';
 import { IN_TOTO_STATEMENT_V1, type InTotoStatement } from '../sign/index.ts';
 import {

@@ -8,7 +8,8 @@
  * in-toto Statement v0.1 (pkg/cosign/attestation/attestation.go).
  */
 export const SPDX_PREDICATE_TYPE = 'https://spdx.dev/Document';
-export const SLSA_PROVENANCE_V1_PREDICATE_TYPE = 'https://slsa.dev/provenance/v1';
+import { SLSA_PROVENANCE_V1 } from '../provenance/statement.ts';
+export const SLSA_PROVENANCE_V1_PREDICATE_TYPE = SLSA_PROVENANCE_V1;
 /** cosign `attest --type` values that produce the predicate types above. */
 export const COSIGN_TYPE_SPDXJSON = 'spdxjson';
 export const COSIGN_TYPE_SLSA1 = 'slsaprovenance1';
