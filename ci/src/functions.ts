@@ -42,15 +42,26 @@ export interface FunctionSpec {
 }
 
 const registryArgs: readonly ArgSpec[] = [
-  { name: 'registryUsername', type: 'string', description: 'registry user (with --registry-password); default: anonymous' },
+  { name: 'registryUsername', type: 'string', description: 'registry user (with --registry-password); default: the Docker config, else anonymous' },
   { name: 'registryPassword', type: 'secret', description: 'registry password or token: env:NAME or file:PATH' },
+  { name: 'dockerConfig', type: 'file', description: 'Docker config.json to take registry credentials from (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)' },
 ];
 const keyArgs: readonly ArgSpec[] = [
-  { name: 'key', type: 'secret', required: true, description: 'signing key PEM (PKCS#8, SEC1 or cosign encrypted): env:NAME or file:PATH' },
+  { name: 'key', type: 'secret', description: 'signing key PEM (PKCS#8, SEC1 or cosign encrypted): env:NAME or file:PATH; or use --identity-token' },
   { name: 'keyPassword', type: 'secret', description: 'password of the signing key: env:NAME or file:PATH' },
+  { name: 'identityToken', type: 'secret', description: 'keyless signing: an OIDC identity token for Fulcio (env:NAME or file:PATH), instead of --key' },
+  { name: 'fulcioUrl', type: 'string', description: 'Fulcio for keyless signing (default https://fulcio.sigstore.dev)' },
+  { name: 'rekorUrl', type: 'string', description: 'Rekor for keyless signing (default https://rekor.sigstore.dev)' },
+];
+/** What verification trusts: a public key, or (keyless) an identity with a trusted root. */
+const trustArgs: readonly ArgSpec[] = [
+  { name: 'certificateIdentity', type: 'string', description: 'keyless: the identity (certificate SAN, e.g. an email) that must have signed' },
+  { name: 'certificateOidcIssuer', type: 'string', description: 'keyless: the OIDC issuer of that identity' },
+  { name: 'trustedRoot', type: 'file', description: 'keyless: Sigstore trusted root JSON (Fulcio CAs, Rekor keys)' },
+  { name: 'insecureIgnoreSct', type: 'boolean', description: 'keyless: accept certificates without an SCT (a private Fulcio without CT log)' },
 ];
 const imagesArg: ArgSpec = { name: 'images', type: 'file', required: true, description: 'build document (from build --output), e.g. dist/build.json' };
-const publicKeyArg: ArgSpec = { name: 'publicKey', type: 'file', required: true, description: 'public key to trust (PEM), e.g. dist/keys/cosign.pub' };
+const publicKeyArg: ArgSpec = { name: 'publicKey', type: 'file', description: 'public key to trust (PEM), e.g. dist/keys/cosign.pub; or the keyless identity options' };
 const revisionArgs: readonly ArgSpec[] = [
   { name: 'gitCommit', type: 'string', description: 'commit the images are built from (default: git rev-parse HEAD)' },
   { name: 'sourceDateEpoch', type: 'integer', description: 'timestamp of everything built, seconds (default: the commit time)' },
@@ -144,13 +155,13 @@ export const functions: readonly FunctionSpec[] = [
   {
     name: 'verify',
     description: 'Verify every image of a build: signatures (bundle and legacy), signed schema-valid SBOMs, signed provenance naming the right digests. Fails naming each image and missing or bad piece.',
-    args: [imagesArg, publicKeyArg, { name: 'spdxSchema', type: 'string', description: 'SPDX 2.3 JSON schema for full validation (default: $SPDX_SCHEMA or ../shared/schemas)' }, ...registryArgs],
+    args: [imagesArg, publicKeyArg, ...trustArgs, { name: 'spdxSchema', type: 'string', description: 'SPDX 2.3 JSON schema for full validation (default: $SPDX_SCHEMA or ../shared/schemas)' }, ...registryArgs],
     run: (a, io) => verifyFn(a, io),
   },
   {
     name: 'publish',
     description: 'Set the version\'s tags on each image index, last: everything is verified first; an immutable release tag that points elsewhere is refused before any tag moves.',
-    args: [imagesArg, publicKeyArg, { name: 'version', type: 'string', required: true, description: 'vX.Y.Z, vX.Y.Z-rc.N, edge or nightly' }, { name: 'ref', type: 'string', description: 'git ref of the build' }, { name: 'date', type: 'string', description: 'build date for nightly tags' }, { name: 'dryRun', type: 'boolean', description: 'decide and report; write no tag' }, ...registryArgs],
+    args: [imagesArg, publicKeyArg, ...trustArgs, { name: 'version', type: 'string', required: true, description: 'vX.Y.Z, vX.Y.Z-rc.N, edge or nightly' }, { name: 'ref', type: 'string', description: 'git ref of the build' }, { name: 'date', type: 'string', description: 'build date for nightly tags' }, { name: 'dryRun', type: 'boolean', description: 'decide and report; write no tag' }, ...registryArgs],
     run: (a, io) => publishFn(a, io),
   },
   {
@@ -164,8 +175,10 @@ export const functions: readonly FunctionSpec[] = [
       { name: 'namespace', type: 'string', description: 'repository namespace (default stellaops)' },
       { name: 'services', type: 'string', description: 'comma-separated services (default: all)' },
       { name: 'base', type: 'string', description: 'base image by digest (default: build the offline base and push it)' },
-      { name: 'key', type: 'secret', description: 'signing key PEM: env:NAME or file:PATH (default: generate dist/keys/cosign.key)' },
+      { name: 'key', type: 'secret', description: 'signing key PEM: env:NAME or file:PATH (default: generate dist/keys/cosign.key, unless --identity-token)' },
       { name: 'keyPassword', type: 'secret', description: 'password of the signing key' },
+      ...keyArgs.slice(2),
+      ...trustArgs,
       { name: 'out', type: 'string', description: 'output directory (default dist)' },
       { name: 'dryRun', type: 'boolean', description: 'everything but the tags' },
       ...registryArgs,

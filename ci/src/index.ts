@@ -141,8 +141,8 @@ export class Stella {
    * Example: `dagger call build-base --registry ghcr.io --namespace stellaops --registry-username me --registry-password env:GHCR_TOKEN`
    */
   @func({ cache: 'never' })
-  async buildBase(registry?: string, namespace?: string, ociLayout?: string, updateLock?: boolean, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('build-base', { registry, namespace, ociLayout, updateLock, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  async buildBase(registry?: string, namespace?: string, ociLayout?: string, updateLock?: boolean, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('build-base', { registry, namespace, ociLayout, updateLock, gitCommit, sourceDateEpoch, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
@@ -153,8 +153,8 @@ export class Stella {
    * Example: `dagger call build --version v1.4.0-rc.1 --base ghcr.io/stellaops/stella-base-node@sha256:… --registry ghcr.io --registry-username me --registry-password env:GHCR_TOKEN > build.json`
    */
   @func({ cache: 'never' })
-  async build(version: string, base: string, services?: string, registry?: string, namespace?: string, ociLayout?: string, platforms?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('build', { version, base, services, registry, namespace, ociLayout, platforms, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  async build(version: string, base: string, services?: string, registry?: string, namespace?: string, ociLayout?: string, platforms?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('build', { version, base, services, registry, namespace, ociLayout, platforms, gitCommit, sourceDateEpoch, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
@@ -164,18 +164,19 @@ export class Stella {
    * Example: `dagger call sbom --images build.json --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD`
    */
   @func({ cache: 'never' })
-  async sbom(images: File, key: Secret, keyPassword?: Secret, outDir?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('sbom', { images, key, keyPassword, outDir, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  async sbom(images: File, key?: Secret, keyPassword?: Secret, identityToken?: Secret, fulcioUrl?: string, rekorUrl?: string, outDir?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('sbom', { images, key, keyPassword, identityToken, fulcioUrl, rekorUrl, outDir, sourceDateEpoch, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
    * Signs each image index digest as cosign v3 does (Sigstore bundle referrer) and as cosign v2 does (`.sig`).
    *
    * Example: `dagger call sign --images build.json --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD`
+   * (keyless: `--identity-token env:SIGSTORE_ID_TOKEN` instead of the key)
    */
   @func({ cache: 'never' })
-  async sign(images: File, key: Secret, keyPassword?: Secret, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('sign', { images, key, keyPassword, registryUsername, registryPassword })).stdout();
+  async sign(images: File, key?: Secret, keyPassword?: Secret, identityToken?: Secret, fulcioUrl?: string, rekorUrl?: string, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('sign', { images, key, keyPassword, identityToken, fulcioUrl, rekorUrl, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
@@ -184,18 +185,19 @@ export class Stella {
    * Example: `dagger call provenance --images build.json --key env:COSIGN_KEY --version v1.4.0-rc.1 --base ghcr.io/stellaops/stella-base-node@sha256:…`
    */
   @func({ cache: 'never' })
-  async provenance(images: File, key: Secret, version: string, base: string, keyPassword?: Secret, ref?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('provenance', { images, key, keyPassword, version, base, ref, gitCommit, sourceDateEpoch, registryUsername, registryPassword })).stdout();
+  async provenance(images: File, version: string, base: string, key?: Secret, keyPassword?: Secret, identityToken?: Secret, fulcioUrl?: string, rekorUrl?: string, ref?: string, gitCommit?: string, sourceDateEpoch?: number, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('provenance', { images, key, keyPassword, identityToken, fulcioUrl, rekorUrl, version, base, ref, gitCommit, sourceDateEpoch, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
    * Verifies every image of a build: signatures, signed schema-valid SBOMs, signed provenance.
    *
    * Example: `dagger call verify --images build.json --public-key cosign.pub`
+   * (keyless: `--certificate-identity release@example.com --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root trusted_root.json`)
    */
   @func({ cache: 'never' })
-  async verify(images: File, publicKey: File, spdxSchema?: string, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('verify', { images, publicKey, spdxSchema, registryUsername, registryPassword })).stdout();
+  async verify(images: File, publicKey?: File, certificateIdentity?: string, certificateOidcIssuer?: string, trustedRoot?: File, insecureIgnoreSct?: boolean, spdxSchema?: string, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('verify', { images, publicKey, certificateIdentity, certificateOidcIssuer, trustedRoot, insecureIgnoreSct, spdxSchema, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
@@ -204,8 +206,8 @@ export class Stella {
    * Example: `dagger call publish --images build.json --public-key cosign.pub --version v1.4.0-rc.1 --dry-run`
    */
   @func({ cache: 'never' })
-  async publish(images: File, publicKey: File, version: string, ref?: string, date?: string, dryRun?: boolean, registryUsername?: string, registryPassword?: Secret): Promise<string> {
-    return (await this.cli('publish', { images, publicKey, version, ref, date, dryRun, registryUsername, registryPassword })).stdout();
+  async publish(images: File, version: string, publicKey?: File, certificateIdentity?: string, certificateOidcIssuer?: string, trustedRoot?: File, insecureIgnoreSct?: boolean, ref?: string, date?: string, dryRun?: boolean, registryUsername?: string, registryPassword?: Secret, dockerConfig?: File): Promise<string> {
+    return (await this.cli('publish', { images, publicKey, certificateIdentity, certificateOidcIssuer, trustedRoot, insecureIgnoreSct, version, ref, date, dryRun, registryUsername, registryPassword, dockerConfig })).stdout();
   }
 
   /**
@@ -226,13 +228,21 @@ export class Stella {
     base?: string,
     key?: Secret,
     keyPassword?: Secret,
+    identityToken?: Secret,
+    fulcioUrl?: string,
+    rekorUrl?: string,
+    certificateIdentity?: string,
+    certificateOidcIssuer?: string,
+    trustedRoot?: File,
+    insecureIgnoreSct?: boolean,
     out?: string,
     dryRun?: boolean,
     registryUsername?: string,
     registryPassword?: Secret,
+    dockerConfig?: File,
   ): Promise<Directory> {
     const embedded = registry ? undefined : this.localRegistry();
-    const c = await this.cli('release', { version, ref, date, registry: registry ?? 'registry:5000', namespace, services, base, key, keyPassword, out: out ?? 'dist', dryRun, registryUsername, registryPassword }, embedded);
+    const c = await this.cli('release', { version, ref, date, registry: registry ?? 'registry:5000', namespace, services, base, key, keyPassword, identityToken, fulcioUrl, rekorUrl, certificateIdentity, certificateOidcIssuer, trustedRoot, insecureIgnoreSct, out: out ?? 'dist', dryRun, registryUsername, registryPassword, dockerConfig }, embedded);
     return c.directory(out ?? 'dist');
   }
 }

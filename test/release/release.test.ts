@@ -18,7 +18,7 @@ import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
 import { catalog } from '../../ci/src/catalog/index.ts';
 import { cosign, cosignAvailable, show } from '../sign/helpers.ts';
 import { generateKeyPair } from '../../ci/src/sign/index.ts';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 
 const PASSWORD = 'canary-registry-pw-7c41aa';
 /** The full release covers all 11 services; the SIGKILL runs use two, to stay quick. */
@@ -202,6 +202,20 @@ describe('stella-release release (end to end)', () => {
       }
     }
   }, 600_000);
+
+  it('takes registry credentials from a Docker config file: --docker-config, or $DOCKER_CONFIG by default', async () => {
+    const dir = join(out, 'docker-config');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: { [proxy.host]: { auth: Buffer.from(`release-bot:${PASSWORD}`).toString('base64') } } }));
+    const verify = ['ci/src/cli.ts', 'verify', '--images', join(out, 'dist/build.json'), '--public-key', join(out, 'dist/keys/cosign.pub')];
+    const byFlag = await runWith([...verify, '--docker-config', join(dir, 'config.json')], { ...process.env, DOCKER_CONFIG: join(out, 'nowhere') });
+    expect(byFlag.status, byFlag.stderr.slice(-2000)).toBe(0);
+    const byEnv = await runWith(verify, { ...process.env, DOCKER_CONFIG: dir });
+    expect(byEnv.status, byEnv.stderr.slice(-2000)).toBe(0);
+    const anonymous = await runWith(verify, { ...process.env, DOCKER_CONFIG: join(out, 'nowhere') });
+    expect(anonymous.status).toBe(1);
+    expect(anonymous.stderr).toMatch(/REGISTRY_AUTH|401|unauthori[sz]ed/i);
+  });
 
   it('wrong registry credentials fail clearly, without the password', async () => {
     const r = await runWith(['ci/src/cli.ts', 'verify', '--images', join(out, 'dist/build.json'), '--public-key', join(out, 'dist/keys/cosign.pub'), '--registry-username', 'release-bot', '--registry-password', 'env:WRONG'], { ...process.env, WRONG: `${PASSWORD}-wrong` });

@@ -58,7 +58,7 @@ export async function readBundle(s: Subject, referrer: Descriptor): Promise<Sigs
  * `signing.trust` and names the subject's digest. `problems` collects why the
  * others were rejected (for messages).
  */
-export async function verifiedAttestations(s: Subject, predicateType: string, signing: Pick<Signing, 'trust'>, problems: string[] = []): Promise<FoundAttestation[]> {
+export async function verifiedAttestations(s: Subject, predicateType: string, signing: { readonly trust: NonNullable<Signing['trust']> }, problems: string[] = []): Promise<FoundAttestation[]> {
   const out: FoundAttestation[] = [];
   for (const referrer of await bundleReferrers(s, predicateType)) {
     try {
@@ -88,9 +88,9 @@ export async function attest(
   /** Reduces a statement to what must match for an existing attestation to count (e.g. without run timestamps). */
   essence: (st: InTotoStatement) => unknown = (st) => st,
 ): Promise<{ digest: string; written: boolean }> {
-  if (signing.signer.kind === 'key') {
+  if (signing.key) {
     const wanted = JSON.parse(JSON.stringify(essence(statement)));
-    for (const found of await verifiedAttestations(s, statement.predicateType, signing)) {
+    for (const found of await verifiedAttestations(s, statement.predicateType, { trust: { publicKeyPem: signing.key.publicKeyPem } })) {
       if (isDeepStrictEqual(JSON.parse(JSON.stringify(essence(found.statement))), wanted)) {
         return { digest: found.referrer.digest, written: false };
       }

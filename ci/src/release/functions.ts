@@ -12,7 +12,9 @@ import { pushLayout } from '../registry/index.ts';
 import { loadPrivateKey, loadPublicKey } from '../sign/index.ts';
 import { planTags } from '../tags/index.ts';
 import { selectServices } from '../catalog/index.ts';
-import { Registries, signingWithKey, type Signing, type StepIo } from './context.ts';
+import { Registries, dockerConfigPath, identityTrust, signingKeyless, signingWithKey, type IdentityOptions, type KeylessOptions, type Signing, type StepIo } from './context.ts';
+import type { BundleTrust } from '../sign/index.ts';
+import type { Credentials } from '../registry/index.ts';
 import { sourceRevision } from './git.ts';
 import { sbomStep } from './sbom.ts';
 import { signStep } from './signatures.ts';
@@ -30,20 +32,55 @@ const req = (a: A, k: string, what: string): string => {
 };
 
 function registries(a: A): Registries {
+  return new Registries(registryAccess(a));
+}
+
+/** Credentials from the flags, else from a Docker config file (given, or the user's default one). */
+function registryAccess(a: A): { credentials?: Credentials; dockerConfig?: string } {
   const credentials = registryCredentials(str(a, 'registryUsername'), str(a, 'registryPassword'));
-  return new Registries(credentials ? { credentials } : {});
+  if (credentials) return { credentials };
+  const dockerConfig = dockerConfigPath(str(a, 'dockerConfig'));
+  return dockerConfig ? { dockerConfig } : {};
 }
 
+/** A key (--key) or keyless (--identity-token) signer; exactly one. */
 function keySigning(a: A): Signing {
-  return signingWithKey(loadPrivateKey(req(a, 'key', 'the signing key: env:NAME or file:PATH'), str(a, 'keyPassword') ?? '', 'signing key'));
+  const token = str(a, 'identityToken');
+  if (token && str(a, 'key')) throw new StellaError('INVALID_ARGUMENT', 'give --key or --identity-token, not both');
+  if (token) return signingKeyless(keylessOf(a)!);
+  return signingWithKey(loadPrivateKey(req(a, 'key', 'the signing key: env:NAME or file:PATH, or --identity-token for keyless signing'), str(a, 'keyPassword') ?? '', 'signing key'));
 }
 
-async function trust(a: A, source: string): Promise<{ publicKeyPem: string }> {
-  const path = req(a, 'publicKey', 'the public key to trust, e.g. dist/keys/cosign.pub');
-  const pem = await readFile(resolve(source, path), 'utf8').catch((e: Error) => {
-    throw new StellaError('INVALID_ARGUMENT', `--public-key ${path}: ${e.message}`);
+function keylessOf(a: A): KeylessOptions | undefined {
+  const token = str(a, 'identityToken');
+  return token ? { identityToken: token, fulcioUrl: str(a, 'fulcioUrl'), rekorUrl: str(a, 'rekorUrl') } : undefined;
+}
+
+async function readArgFile(a: A, k: string, flag: string, source: string): Promise<string | undefined> {
+  const path = str(a, k);
+  if (!path) return undefined;
+  return readFile(resolve(source, path), 'utf8').catch((e: Error) => {
+    throw new StellaError('INVALID_ARGUMENT', `${flag} ${path}: ${e.message}`);
   });
-  loadPublicKey(pem, path);
+}
+
+async function identityOf(a: A, source: string): Promise<IdentityOptions> {
+  return {
+    certificateIdentity: str(a, 'certificateIdentity'),
+    certificateOidcIssuer: str(a, 'certificateOidcIssuer'),
+    trustedRoot: await readArgFile(a, 'trustedRoot', '--trusted-root', source),
+    insecureIgnoreSct: a.insecureIgnoreSct === true,
+  };
+}
+
+/** The public key (--public-key) or the keyless identity to trust; exactly one. */
+async function trust(a: A, source: string): Promise<BundleTrust> {
+  const pem = await readArgFile(a, 'publicKey', '--public-key', source);
+  const identity = identityTrust(await identityOf(a, source));
+  if (pem && identity) throw new StellaError('INVALID_ARGUMENT', 'give --public-key or the keyless identity options, not both');
+  if (identity) return identity;
+  if (!pem) throw new StellaError('INVALID_ARGUMENT', 'verification needs --public-key (e.g. dist/keys/cosign.pub), or --certificate-identity, --certificate-oidc-issuer and --trusted-root for keyless signatures');
+  loadPublicKey(pem, String(a.publicKey));
   return { publicKeyPem: pem };
 }
 
@@ -59,7 +96,7 @@ function revision(a: A, source: string): { commit: string; time: number } {
   return { commit: commit ?? rev.commit, time: time ?? rev.time };
 }
 
-const secretsOf = (a: A) => [a.keyPassword, a.registryPassword].filter((s): s is string => typeof s === 'string' && s.length > 0);
+const secretsOf = (a: A) => [a.keyPassword, a.registryPassword, a.identityToken].filter((s): s is string => typeof s === 'string' && s.length > 0);
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
 export async function buildBaseFn(a: A, io: StepIo & { source: string }): Promise<string> {
@@ -88,10 +125,7 @@ export async function buildFn(a: A, io: StepIo & { source: string }): Promise<st
     push: registry || !layout ? { registry: registry ?? DEFAULT_REGISTRY, namespace: str(a, 'namespace') ?? DEFAULT_NAMESPACE } : undefined,
     ociLayout: layout ? resolve(io.source, layout) : undefined,
     platforms: str(a, 'platforms')?.split(',').map((p) => p.trim()),
-    registryOptions: (() => {
-      const credentials = registryCredentials(str(a, 'registryUsername'), str(a, 'registryPassword'));
-      return credentials ? { credentials } : undefined;
-    })(),
+    registryOptions: registryAccess(a),
     progress: (l) => io.progress(l),
   });
   return json(doc);
@@ -156,8 +190,11 @@ export async function releaseFn(a: A, io: StepIo & { source: string }): Promise<
       base: str(a, 'base'),
       key: str(a, 'key'),
       keyPassword: str(a, 'keyPassword'),
+      keyless: keylessOf(a),
+      identity: await identityOf(a, io.source),
       registryUsername: str(a, 'registryUsername'),
       registryPassword: str(a, 'registryPassword'),
+      dockerConfig: str(a, 'dockerConfig'),
       out: str(a, 'out') ? resolve(io.source, str(a, 'out')!) : join(io.source, 'dist'),
       dryRun: a.dryRun === true,
     },

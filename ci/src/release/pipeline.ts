@@ -24,7 +24,7 @@ import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
 import { build, writeBuildDocument, type BuildDocument } from '../build/index.ts';
 import { RegistryClient, pushLayout, type Credentials } from '../registry/index.ts';
 import { emptyTrustedRoot, generateKeyPair, loadPrivateKey } from '../sign/index.ts';
-import { Registries, signingWithKey, type Signing, type StepIo } from './context.ts';
+import { Registries, dockerConfigPath, identityTrust, signingKeyless, signingWithKey, type IdentityOptions, type KeylessOptions, type Signing, type StepIo } from './context.ts';
 import { sourceRevision } from './git.ts';
 import { sbomStep } from './sbom.ts';
 import { signStep } from './signatures.ts';
@@ -51,8 +51,14 @@ export interface ReleaseOptions {
   /** PEM of the signing key (PKCS#8, SEC1 or cosign's encrypted format); default: generate one into <out>/keys. */
   readonly key?: string;
   readonly keyPassword?: string;
+  /** Keyless signing: an OIDC identity token for Fulcio (then give the identity options to verify). */
+  readonly keyless?: KeylessOptions;
+  /** Keyless trust: who must have signed, and the trusted root to check certificates and log entries against. */
+  readonly identity?: IdentityOptions;
   readonly registryUsername?: string;
   readonly registryPassword?: string;
+  /** Docker config.json with registry credentials (default: the user's, when present). */
+  readonly dockerConfig?: string;
   readonly out?: string;
   readonly gitCommit?: string;
   readonly sourceDateEpoch?: number;
@@ -66,7 +72,8 @@ export interface ReleaseRecord {
   readonly gitCommit: string;
   readonly sourceDateEpoch: number;
   readonly base: string;
-  readonly publicKey: string;
+  /** The public key verifiers trust (key signing); absent for keyless releases. */
+  readonly publicKey?: string;
   readonly images: readonly { service: string; repository: string; digest: string; platforms: Record<string, string>; tags: string[] }[];
   readonly tags: readonly TagResult[];
 }
@@ -74,6 +81,21 @@ export interface ReleaseRecord {
 export function registryCredentials(username?: string, password?: string): Credentials | undefined {
   if (password !== undefined && !username) throw new StellaError('INVALID_ARGUMENT', 'a registry password needs --registry-username');
   return username && password !== undefined ? { username, password } : undefined;
+}
+
+/**
+ * Keyless signing when an identity token is given (verification then trusts the
+ * given identity and trusted root); else the given key, or a generated local one.
+ */
+async function releaseSigning(o: ReleaseOptions, out: string, io: StepIo): Promise<{ signing: Signing & { trust: NonNullable<Signing['trust']> }; publicKeyPath?: string }> {
+  if (o.keyless) {
+    if (o.key) throw new StellaError('INVALID_ARGUMENT', 'give --key or --identity-token, not both');
+    const trust = identityTrust(o.identity ?? {});
+    if (!trust) throw new StellaError('INVALID_ARGUMENT', 'keyless signing (--identity-token) needs --certificate-identity, --certificate-oidc-issuer and --trusted-root, so that the release can be verified before it is tagged');
+    return { signing: { ...signingKeyless(o.keyless), trust } };
+  }
+  const { signing, publicKeyPath } = await signingKey(o, out, io);
+  return { signing: { ...signing, trust: { publicKeyPem: signing.key!.publicKeyPem } }, publicKeyPath };
 }
 
 /** Loads the given key, or generates a local one (written to <out>/keys, mode 0600). */
@@ -132,18 +154,20 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
   const out = resolve(o.out ?? join(source, 'dist'));
   const registry = o.registry ?? DEFAULT_REGISTRY;
   const namespace = o.namespace ?? DEFAULT_NAMESPACE;
-  const secrets = [o.keyPassword, o.registryPassword].filter((s): s is string => !!s);
+  const secrets = [o.keyPassword, o.registryPassword, o.keyless?.identityToken].filter((s): s is string => !!s);
 
   // plan: validate everything that needs no work first.
   const plan = planTags({ version: o.version, ref: o.ref, date: o.date });
   const services = selectServices(o.services).map((s) => s.name);
   const credentials = registryCredentials(o.registryUsername, o.registryPassword);
+  const dockerConfig = credentials ? undefined : dockerConfigPath(o.dockerConfig);
+  const access = credentials ? { credentials } : dockerConfig ? { dockerConfig } : {};
   const rev = o.gitCommit && o.sourceDateEpoch !== undefined ? { commit: o.gitCommit, time: o.sourceDateEpoch, dirty: false } : sourceRevision(source);
   if (rev.dirty) io.progress(`warning: ${source} has uncommitted changes; the images are labelled ${rev.commit} but include them`);
-  const registries = new Registries({ credentials, onEvent: undefined });
+  const registries = new Registries(access);
   await mkdir(out, { recursive: true });
 
-  const { signing, publicKeyPath } = await step('key', io, () => signingKey(o, out, io));
+  const { signing, publicKeyPath } = await step('key', io, () => releaseSigning(o, out, io));
   const base = o.base ?? (await step('base', io, () => offlineBase({ registry, namespace, out, sourceDateEpoch: rev.time, registries }, io)));
 
   io.progress(`building ${services.length} images for ${plan.imageVersion} at ${rev.commit.slice(0, 12)}`);
@@ -156,7 +180,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     base,
     push: { registry, namespace },
     contextDir: join(out, 'app'),
-    registryOptions: credentials ? { credentials } : undefined,
+    registryOptions: access,
     progress: (l) => io.progress(l),
   }));
   await writeBuildDocument(join(out, 'build.json'), images);

@@ -20,7 +20,7 @@ import { readLegacy } from './signatures.ts';
 export interface VerifyOptions {
   readonly images: BuildDocument;
   readonly registries: Registries;
-  readonly trust: Signing['trust'];
+  readonly trust: NonNullable<Signing['trust']>;
   /** Require the legacy `.sig` signature too (default: when trusting a key). */
   readonly requireLegacy?: boolean;
   /** SPDX 2.3 JSON schema for full validation (default: SPDX_SCHEMA or ../shared/schemas); structural checks always run. */
