@@ -6,7 +6,6 @@
  * the trusted root instead of a key. The `release` job of
  * .github/workflows/release.yml is where the public-good instance is used.
  */
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { EMAIL, ISSUER, OPENSSL, identityToken, startMockSigstore, type MockSigstore } from '../helpers/mock-sigstore.ts';
 import { writeBuildDocument } from '../../ci/src/build/document.ts';
 import { pushSyntheticImage } from './fixture.ts';
+import { runNode, type CliRun } from '../helpers/cli.ts';
 
 let reg: TestRegistry;
 let mock: MockSigstore;
@@ -24,21 +24,10 @@ let token: string;
 const outputs: string[] = [];
 
 /** Async: the mocks and the registry answer from this process. */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['ci/src/cli.ts', ...args], { env: { ...process.env, SIGSTORE_ID_TOKEN: token, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.stdout.on('data', (d) => (stdout += String(d)));
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    child.on('error', reject);
-    child.on('exit', (status) => {
-      clearTimeout(timer);
-      outputs.push(stdout, stderr);
-      resolve({ status, stdout, stderr });
-    });
-  });
+async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  const r = await runNode(['ci/src/cli.ts', ...args], { ...process.env, SIGSTORE_ID_TOKEN: token, ...env }, { timeoutMs: 180_000 });
+  outputs.push(r.stdout, r.stderr);
+  return r;
 }
 
 const keyless = () => ['--identity-token', 'env:SIGSTORE_ID_TOKEN', '--fulcio-url', mock.fulcioURL, '--rekor-url', mock.rekorURL];

@@ -5,13 +5,13 @@
  * several points and re-run, checking after every kill that no release tag
  * points to an image lacking its signature, SBOM or provenance.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
+import { runNode, type CliRun } from '../helpers/cli.ts';
 import { Registries } from '../../ci/src/release/context.ts';
 import { verifyImage } from '../../ci/src/release/verify.ts';
 import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
@@ -35,25 +35,10 @@ const transcript: string[] = [];
 const env = { ...process.env, STELLA_TEST_REGISTRY_PASSWORD: PASSWORD };
 const cliArgs = (fn: string, ...args: string[]) => ['ci/src/cli.ts', fn, ...args, '--registry-username', 'release-bot', '--registry-password', 'env:STELLA_TEST_REGISTRY_PASSWORD'];
 
-/**
- * Runs the CLI asynchronously: the proxy lives in this process, so a blocking
- * spawnSync would stop it from answering.
- */
-function runWith(argv: string[], environment: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), 480_000);
-    child.stdout.on('data', (d) => (stdout += String(d)));
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    child.on('error', reject);
-    child.on('exit', (status) => {
-      clearTimeout(timer);
-      transcript.push(stdout, stderr);
-      resolve({ status, stdout, stderr });
-    });
-  });
+async function runWith(argv: string[], environment: NodeJS.ProcessEnv): Promise<CliRun> {
+  const r = await runNode(argv, environment);
+  transcript.push(r.stdout, r.stderr);
+  return r;
 }
 
 const run = (fn: string, ...args: string[]) => runWith(cliArgs(fn, ...args), env);
@@ -87,27 +72,19 @@ async function checkTaggedImagesComplete(publicKeyPem: string, namespace = 'stel
 }
 
 /** Starts a release and SIGKILLs it when a progress line matches `when`; resolves once it has died. */
-function releaseKilledAt(dir: string, namespace: string, when: RegExp): Promise<{ killed: boolean; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, cliArgs('release', ...releaseArgs(dir, namespace, KILL_SERVICES)), { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let killed = false;
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.stderr.on('data', (d) => {
-      stderr += String(d);
+async function releaseKilledAt(dir: string, namespace: string, when: RegExp): Promise<{ killed: boolean; stderr: string }> {
+  let killed = false;
+  const r = await runNode(cliArgs('release', ...releaseArgs(dir, namespace, KILL_SERVICES)), env, {
+    timeoutMs: 300_000,
+    watch: (stderr, child) => {
       if (!killed && when.test(stderr)) {
         killed = true;
         child.kill('SIGKILL');
       }
-    });
-    child.stdout.resume();
-    child.on('error', reject);
-    child.on('exit', () => {
-      clearTimeout(timer);
-      transcript.push(stderr);
-      resolve({ killed, stderr });
-    });
+    },
   });
+  transcript.push(r.stderr);
+  return { killed, stderr: r.stderr };
 }
 
 beforeAll(async () => {
