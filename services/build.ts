@@ -9,6 +9,7 @@
  * The images `COPY dist/app/<service>/ /app/` and run `/nodejs/bin/node /app/main.js`.
  */
 import { build } from 'esbuild';
+import { APP_SBOM_FILE, appSbomBytes } from '../ci/src/build/app-sbom.ts';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -172,8 +173,12 @@ export async function buildServices(opts: BuildServicesOptions): Promise<BuiltSe
     if (spec.name === 'api') copyTree(join(SERVICES_DIR, 'seed'), join(dir, 'seed'), files, dir);
     if (spec.name === 'conseiller') copyTree(join(SERVICES_DIR, 'seed'), join(dir, 'seed'), files, dir, (n) => n === 'advisories.json');
     if (spec.name === 'excitator') copyTree(join(SERVICES_DIR, 'seed'), join(dir, 'seed'), files, dir, (n) => n === 'vex.json');
-    files.sort();
     const npmPackages = bundledPackages(Object.keys(metafile.inputs), lock);
+    // The application SBOM, baked into the image at /app/sbom.spdx.json by every build path
+    // (our builder and plain BuildKit both copy this directory).
+    writeFileSync(join(dir, APP_SBOM_FILE), appSbomBytes(spec.name, npmPackages, opts));
+    files.push(APP_SBOM_FILE);
+    files.sort();
     const mainBytes = statSync(join(dir, 'main.js')).size;
     const totalBytes = files.reduce((n, f) => n + statSync(join(dir, f)).size, 0);
     results.push({ service: spec.name, dir, files, npmPackages, mainBytes, totalBytes });

@@ -16,6 +16,8 @@ import { build, type BuildDocument } from '../../ci/src/build/index.ts';
 import { catalog } from '../../ci/src/catalog/index.ts';
 import { RegistryClient } from '../../ci/src/registry/client.ts';
 import { pushLayout } from '../../ci/src/registry/copy.ts';
+import { readLayerFile } from '../../ci/src/oci/layer.ts';
+import { spdxReport, type SpdxDocument } from '../../ci/src/sbom/index.ts';
 import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 
@@ -91,6 +93,23 @@ describe.skipIf(Boolean(why))('every image runs on amd64 and arm64 (real base, r
       expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
       expect(index.manifests.map((m) => `${m.platform.os}/${m.platform.architecture}`)).toEqual(['linux/amd64', 'linux/arm64']);
       expect(index.manifests.map((m) => m.digest)).toEqual(Object.values(img.platforms));
+    }
+  });
+
+  it('each image carries its application SBOM at /app/sbom.spdx.json, listing the npm packages bundled into it', async () => {
+    const client = new RegistryClient({ registry: reg.host });
+    for (const img of doc.images) {
+      const repo = img.repository.slice(reg.host.length + 1);
+      const manifest = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, img.platforms['linux/arm64']!)).bytes)) as { layers: { digest: string }[] };
+      const appLayer = await client.getBlob(repo, manifest.layers.at(-1)!.digest);
+      const bytes = await readLayerFile(appLayer, 'app/sbom.spdx.json');
+      expect(bytes, `${img.service}: /app/sbom.spdx.json`).toBeDefined();
+      const sbom = JSON.parse(new TextDecoder().decode(bytes)) as SpdxDocument;
+      expect(spdxReport(sbom).problems).toEqual([]);
+      const names = sbom.packages.map((p) => p.name);
+      expect(names).toContain(`stella-${img.service}`);
+      // Every service bundles the runtime's clients (prom-client at least).
+      expect(names).toContain('prom-client');
     }
   });
 

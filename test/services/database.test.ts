@@ -142,8 +142,11 @@ describe('api', () => {
     const env = { ...apiEnv(), STELLA_DATABASE_URL: url, STELLA_MIGRATIONS_AUTO: 'false', STELLA_QUICKSTART_MODE: 'false' };
     const api = await startService(dir('api'), { env });
     try {
-      const r = (await waitReadiness(api, 503)) as { checks: { name: string; ok: boolean; error?: string }[] };
-      expect(r.checks.find((c) => c.name === 'startup')?.error).toContain('database schema is at api#0, this build needs api#3');
+      type Readiness = { checks: { name: string; ok: boolean; error?: string }[] };
+      const startup = (b: unknown) => (b as Readiness).checks?.find((c) => c.name === 'startup')?.error ?? '';
+      // Until the service has looked at the schema, start-up reads "not finished"; then it names the schema gap.
+      const r = await waitReadiness(api, 503, 20_000, (b) => startup(b).includes('database schema is at'));
+      expect(startup(r)).toContain('database schema is at api#0, this build needs api#3');
       const job = await runToExit(dir('api'), { args: ['migrate'], env });
       expect(job.code).toBe(0);
       await waitReadiness(api, 200, 30_000);

@@ -111,12 +111,12 @@ export async function startService(dir: string, opts: StartOptions = {}): Promis
 }
 
 /** Polls readiness until it answers `status`. */
-export async function waitReadiness(s: RunningService, status: number, timeoutMs = 20_000): Promise<unknown> {
+export async function waitReadiness(s: RunningService, status: number, timeoutMs = 20_000, also: (body: unknown) => boolean = () => true): Promise<unknown> {
   let last: unknown;
   await waitFor(`readiness ${status} of ${s.url}`, async () => {
     const r = await s.get('/health/readiness');
     last = r.json();
-    return r.status === status;
+    return r.status === status && also(last);
   }, timeoutMs, 150).catch((e: Error) => {
     throw new Error(`${e.message}; last answer ${JSON.stringify(last)}`);
   });

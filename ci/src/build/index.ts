@@ -52,7 +52,6 @@ import { CachingSource, LayoutSink, LayoutSource, type ImageSink, type ImageSour
 import { RegistryClient } from '../registry/client.ts';
 import { RegistrySink, RegistrySource, type BlobLocations, type BuildRegistryOptions } from './registry.ts';
 
-import { writeAppSbom } from './app-sbom.ts';
 export { writeBuildDocument, readBuildDocument, validateBuildDocument, type BuildDocument, type BuiltImage } from './document.ts';
 import type { BuildDocument, BuiltImage } from './document.ts';
 
@@ -255,7 +254,6 @@ async function runJavaScriptBuild(o: BuildOptions, context: string, services: re
     if (resolve(b.dir) !== resolve(outDir, s.name)) {
       throw new StellaError('BUILD_FAILED', `build: the JavaScript build wrote ${s.name} to ${b.dir} (expected ${join(outDir, s.name)}, where ${dockerfilePath(s.name)} copies from)`);
     }
-    await writeAppSbom(b, o);
   }
   progress(`javascript: ${services.length} service bundle(s) in ${elapsed(t0)} (built once, natively; architecture-independent)`);
 }

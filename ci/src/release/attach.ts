@@ -9,8 +9,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { EMPTY_JSON, EMPTY_JSON_DIGEST, MediaType, descriptorOf, jsonBytes, type Descriptor, type ImageManifest } from '../oci/types.ts';
 import type { RegistryClient } from '../registry/index.ts';
 import {
-  bundleReferrerManifest,
-  signStatement,
+  publishAttestation,
   verifyBundle,
   BUNDLE_PREDICATE_TYPE_ANNOTATION,
   type InTotoStatement,
@@ -96,11 +95,8 @@ export async function attest(
       }
     }
   }
-  const bundle = await signStatement(statement, signing.signer, s.name);
-  const ref = bundleReferrerManifest(bundle, s.descriptor, statement.predicateType);
-  await pushBlobs(s, ref.blobs);
-  await s.client.attachReferrer(s.repo, s.descriptor.digest, ref.manifestBytes, ref.mediaType);
-  return { digest: ref.digest, written: true };
+  const published = await publishAttestation(s.client, s.repo, s.descriptor, statement, signing.signer);
+  return { digest: published.referrer, written: true };
 }
 
 /**

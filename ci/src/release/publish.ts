@@ -6,7 +6,8 @@
  * each tag is written with the index's exact bytes. A registry therefore never
  * shows a release tag whose signature, SBOM or provenance is missing.
  */
-import { decideTagWrite, type TagPlan, type TagWrite } from '../tags/index.ts';
+import type { TagPlan, TagWrite } from '../tags/index.ts';
+import { tagImage } from '../registry/index.ts';
 import type { BuildDocument, Registries, StepIo } from './context.ts';
 import { verifyStep, type VerifyOptions } from './verify.ts';
 
@@ -29,12 +30,13 @@ export interface TagResult {
 
 export async function publishStep(o: PublishOptions, io: StepIo): Promise<TagResult[]> {
   await verifyStep(o, io);
+  // Every decision first (a dry run of each tag): an immutable tag that points elsewhere stops here.
   const decisions: (Omit<TagResult, 'written'>)[] = [];
   for (const image of o.images.images) {
     const { client, repo } = o.registries.forRepository(image.repository);
     for (const tag of o.plan.tags) {
-      const existing = await client.resolve(repo, tag);
-      decisions.push({ service: image.service, repository: image.repository, tag, digest: image.digest, action: decideTagWrite(image.repository, tag, image.digest, existing) });
+      const { action } = await tagImage(client, repo, tag, image.digest, { dryRun: true });
+      decisions.push({ service: image.service, repository: image.repository, tag, digest: image.digest, action });
     }
   }
   const results: TagResult[] = [];
@@ -42,8 +44,7 @@ export async function publishStep(o: PublishOptions, io: StepIo): Promise<TagRes
     let written = false;
     if (d.action !== 'unchanged' && !o.dryRun) {
       const { client, repo } = o.registries.forRepository(d.repository);
-      const m = await client.getManifest(repo, d.digest);
-      await client.putManifest(repo, d.tag, m.bytes, m.mediaType);
+      await tagImage(client, repo, d.tag, d.digest);
       written = true;
     }
     io.progress(`${d.repository}:${d.tag} → ${d.digest.slice(0, 19)} (${d.action}${o.dryRun ? ', dry run' : ''})`);

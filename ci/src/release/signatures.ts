@@ -8,10 +8,9 @@ import type { ImageManifest } from '../oci/types.ts';
 import {
   COSIGN_SIGN_PREDICATE_TYPE,
   imageSignatureStatement,
-  legacySignatureManifest,
   legacySignatureTag,
   legacySignaturesOf,
-  signLegacy,
+  publishLegacySignature,
   verifyLegacySignature,
 } from '../sign/index.ts';
 import { attest, subjectOf } from './attach.ts';
@@ -53,10 +52,7 @@ export async function signStep(o: SignStepOptions, io: StepIo): Promise<SignResu
         }
       });
       if (!valid) {
-        const sig = signLegacy(o.signing.key, image.repository, image.digest);
-        const built = legacySignatureManifest([sig], existing?.manifest);
-        for (const b of built.blobs) await client.pushBlob(repo, b.bytes, b.digest);
-        await client.putManifest(repo, legacyTag, built.manifestBytes, built.mediaType);
+        await publishLegacySignature(client, repo, image.digest, o.signing.key, image.repository);
         legacyWritten = true;
       }
     }

@@ -11,6 +11,7 @@ import type { RegistryClient } from '../registry/client.ts';
 import { StellaError } from '../errors.ts';
 import { assertDigest, type Descriptor, type ImageManifest } from '../oci/types.ts';
 import { signLegacy } from './legacy.ts';
+import type { SigningKey } from './keys.ts';
 import { bundleReferrerManifest, legacySignatureManifest, legacySignatureTag, type BuiltManifest } from './manifests.ts';
 import { signStatement, type SigstoreBundle, type StatementSigner } from './sign.ts';
 import { imageSignatureStatement, type InTotoStatement } from './statement.ts';
@@ -53,16 +54,24 @@ export async function publishImageSignature(client: RegistryClient, opts: Publis
   const stored = await publishAttestation(client, opts.repo, opts.subject, imageSignatureStatement(opts.subject.digest), opts.signer, opts.created);
   if (!legacy || opts.signer.kind !== 'key') return stored;
 
-  const tag = legacySignatureTag(opts.subject.digest);
-  const sig = signLegacy(opts.signer.key, opts.dockerReference ?? `${client.registry}/${opts.repo}`, opts.subject.digest);
+  const legacyDigest = await publishLegacySignature(client, opts.repo, opts.subject.digest, opts.signer.key, opts.dockerReference ?? `${client.registry}/${opts.repo}`);
+  return { ...stored, legacy: legacyDigest };
+}
+
+/**
+ * Adds a cosign v2 simple-signing signature of `digest` to its `sha256-<hex>.sig`
+ * manifest, keeping the signatures already there. Returns the manifest digest.
+ */
+export async function publishLegacySignature(client: RegistryClient, repo: string, digest: string, key: SigningKey, dockerReference: string): Promise<string> {
+  const tag = legacySignatureTag(digest);
+  const sig = signLegacy(key, dockerReference, digest);
   let existing: ImageManifest | undefined;
-  if ((await client.resolve(opts.repo, tag)) !== undefined) {
-    existing = JSON.parse(new TextDecoder().decode((await client.getManifest(opts.repo, tag)).bytes)) as ImageManifest;
+  if ((await client.resolve(repo, tag)) !== undefined) {
+    existing = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, tag)).bytes)) as ImageManifest;
   }
   const manifest = legacySignatureManifest([sig], existing);
-  await pushBuilt(client, opts.repo, manifest);
-  const legacyDigest = await client.putManifest(opts.repo, tag, manifest.manifestBytes, manifest.mediaType);
-  return { ...stored, legacy: legacyDigest };
+  await pushBuilt(client, repo, manifest);
+  return client.putManifest(repo, tag, manifest.manifestBytes, manifest.mediaType);
 }
 
 /**
