@@ -14,7 +14,7 @@ export type ErrorCode =
   | 'DOCKERFILE_UNSUPPORTED'
   | 'DIGEST_INVALID'
   | 'DIGEST_MISMATCH'
-  | 'UNSAFE_PATH' | 'LOCK_MISMATCH' | 'FETCH_FAILED' // oci/layer, oci/layout, base
+  | 'UNSAFE_PATH' | 'LOCK_MISMATCH' | 'LOCK_STALE' | 'FETCH_FAILED' // oci/layer, oci/layout, base
   | 'REGISTRY_ERROR'
   | 'REGISTRY_AUTH'
   | 'NOT_FOUND'

