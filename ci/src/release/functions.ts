@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { StellaError } from '../errors.ts';
-import { readBuildDocument, build, writeBuildDocument } from '../build/index.ts';
+import { readBuildDocument, build } from '../build/index.ts';
 import { buildBase, fetchBaseInputs } from '../base/index.ts';
 import { pushLayout } from '../registry/index.ts';
 import { loadPrivateKey, loadPublicKey } from '../sign/index.ts';
@@ -202,5 +202,3 @@ export async function releaseFn(a: A, io: StepIo & { source: string }): Promise<
   );
   return json(record);
 }
-
-export { writeBuildDocument };

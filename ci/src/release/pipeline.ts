@@ -22,7 +22,7 @@ import { planTags, type TagPlan } from '../tags/index.ts';
 import { SOURCE_URL, selectServices } from '../catalog/index.ts';
 import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
 import { build, writeBuildDocument, type BuildDocument } from '../build/index.ts';
-import { RegistryClient, pushLayout, type Credentials } from '../registry/index.ts';
+import { pushLayout, type Credentials } from '../registry/index.ts';
 import { emptyTrustedRoot, generateKeyPair, loadPrivateKey } from '../sign/index.ts';
 import { Registries, dockerConfigPath, identityTrust, signingKeyless, signingWithKey, type IdentityOptions, type KeylessOptions, type Signing, type StepIo } from './context.ts';
 import { sourceRevision } from './git.ts';
@@ -225,5 +225,3 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
   io.progress(`release ${plan.version}: ${images.images.length} images signed, attested and ${o.dryRun ? 'verified (dry run: no tags written)' : `tagged ${plan.tags.join(', ')}`}; record in ${join(out, 'release.json')}`);
   return record;
 }
-
-export { RegistryClient };

@@ -3,7 +3,7 @@
  * predicate per image (subjects: the index and each platform manifest),
  * signed as DSSE and attached to the index digest.
  */
-import { provenanceStatement, SLSA_PROVENANCE_V1, type ProvenanceStatement } from '../provenance/index.ts';
+import { provenanceStatement, type ProvenanceStatement } from '../provenance/index.ts';
 import type { InTotoStatement } from '../sign/index.ts';
 import { attest, subjectOf } from './attach.ts';
 import type { BuildDocument, Registries, Signing, StepIo } from './context.ts';
@@ -61,5 +61,3 @@ export async function provenanceStep(o: ProvenanceStepOptions, io: StepIo): Prom
   }
   return out;
 }
-
-export { SLSA_PROVENANCE_V1 };

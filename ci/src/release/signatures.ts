@@ -6,7 +6,6 @@
  */
 import type { ImageManifest } from '../oci/types.ts';
 import {
-  COSIGN_SIGN_PREDICATE_TYPE,
   imageSignatureStatement,
   legacySignatureTag,
   legacySignaturesOf,
@@ -75,5 +74,3 @@ export async function readLegacy(
   for (const s of legacySignaturesOf(manifest)) signatures.push({ payload: await client.getBlob(repo, s.layer.digest), signatureB64: s.signatureB64 });
   return { manifest, signatures };
 }
-
-export { COSIGN_SIGN_PREDICATE_TYPE };
