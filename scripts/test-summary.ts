@@ -1,29 +1,73 @@
 /**
- * Prints "N passed, N failed, N skipped" from vitest's JSON report, so that a
- * run which executed no test is visible. Exits non-zero when the report is
- * missing, when any test failed, or when no test ran.
+ * Prints "N passed, N failed, N skipped" (alone on its line: what the CI reads)
+ * from vitest's JSON report, and exits non-zero when the run did not succeed:
+ * the report is missing or unreadable, it says `success: false`, a test failed,
+ * a test file failed to load (its tests never ran: each such file counts as one
+ * failure), or no test ran at all.
  */
 import { readFileSync } from 'node:fs';
 
-interface Report {
+interface FileResult {
+  name: string;
+  status: string;
+  message?: string;
+  assertionResults?: { status: string }[];
+}
+export interface Report {
+  success?: boolean;
   numPassedTests: number;
   numFailedTests: number;
   numPendingTests: number;
   numTodoTests: number;
   numFailedTestSuites: number;
+  testResults?: FileResult[];
 }
 
-const file = process.argv[2] ?? 'test-results/vitest.json';
-let report: Report;
-try {
-  report = JSON.parse(readFileSync(file, 'utf8')) as Report;
-} catch (e) {
-  console.error(`test-summary: no test report at ${file}: ${(e as Error).message}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
+export interface Summary {
+  passed: number;
+  failed: number;
+  skipped: number;
+  ok: boolean;
+  reasons: string[];
 }
-// A test file that fails to load counts as a failure even though no test in it ran.
-const failed = report.numFailedTests + (report.numFailedTests === 0 ? report.numFailedTestSuites : 0);
-const skipped = report.numPendingTests + report.numTodoTests;
-console.log(`${report.numPassedTests} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failed > 0 || report.numPassedTests === 0 ? 1 : 0);
+
+export function summarize(report: Report): Summary {
+  const reasons: string[] = [];
+  // A file whose tests never ran (a load or collection error, a failing beforeAll at file level):
+  // it failed, but no test inside it is counted as failed.
+  const loadFailures = (report.testResults ?? []).filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed'));
+  for (const f of loadFailures) reasons.push(`test file failed to load or run: ${f.name}${f.message ? `: ${f.message.split('\n')[0]}` : ''}`);
+  let failed = report.numFailedTests + loadFailures.length;
+  if (failed === 0 && report.numFailedTestSuites > 0) {
+    failed = report.numFailedTestSuites;
+    reasons.push(`${report.numFailedTestSuites} test suite(s) failed`);
+  }
+  if (report.success === false && failed === 0) {
+    failed = 1;
+    reasons.push('the report says the run did not succeed (success: false)');
+  }
+  if (report.numPassedTests === 0) reasons.push('no test passed');
+  const skipped = report.numPendingTests + report.numTodoTests;
+  return { passed: report.numPassedTests, failed, skipped, ok: failed === 0 && report.numPassedTests > 0 && report.success !== false, reasons };
+}
+
+export function summaryLine(s: Pick<Summary, 'passed' | 'failed' | 'skipped'>): string {
+  return `${s.passed} passed, ${s.failed} failed, ${s.skipped} skipped`;
+}
+
+if (import.meta.main) {
+  const file = process.argv[2] ?? 'test-results/vitest.json';
+  let report: Report;
+  try {
+    report = JSON.parse(readFileSync(file, 'utf8')) as Report;
+    if (typeof report.numPassedTests !== 'number') throw new Error('not a vitest JSON report');
+  } catch (e) {
+    console.error(`test-summary: no test report at ${file}: ${(e as Error).message}`);
+    console.log(summaryLine({ passed: 0, failed: 1, skipped: 0 }));
+    process.exit(1);
+  }
+  const s = summarize(report);
+  for (const r of s.reasons) console.error(`test-summary: ${r}`);
+  console.log(summaryLine(s));
+  process.exit(s.ok ? 0 : 1);
+}

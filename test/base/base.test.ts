@@ -9,14 +9,17 @@
 import { errorOf } from '../helpers/errors.ts';
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildBase, fetchBaseInputs, defaultBaseCacheDir, readLock, readNodePin, BASE_DEBIAN_PACKAGES, DEFAULT_LOCK_FILE, type BaseBuildResult } from '../../ci/src/base/index.ts';
+import { REFRESH_LOCK_COMMAND, refreshedLockFile } from '../../ci/src/base/fetch.ts';
+import { COMMITTED_LOCK_FILE } from '../../ci/src/base/lock.ts';
 import { OciLayout } from '../../ci/src/oci/layout.ts';
 import { listLayer } from '../../ci/src/oci/layer.ts';
 import { PLATFORMS, sha256Digest, type ImageIndex } from '../../ci/src/oci/types.ts';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { arm64Emulation, dockerEngine, requireTool, skipUnless } from '../helpers/tools.ts';
 
 const EPOCH = 1_700_000_000;
 const cacheDir = defaultBaseCacheDir();
@@ -25,28 +28,11 @@ let first: BaseBuildResult;
 let second: BaseBuildResult;
 let foreignArchsBefore: string;
 
-function dockerAvailable(): boolean {
-  try {
-    execFileSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'pipe', timeout: 20_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-function arm64EmulationAvailable(): boolean {
-  return existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64') && readFileSync('/proc/sys/fs/binfmt_misc/qemu-aarch64', 'utf8').startsWith('enabled');
-}
-const HAVE_DOCKER = dockerAvailable();
-const HAVE_REGISTRY = registryAvailable();
-const HAVE_SKOPEO = (() => {
-  try {
-    execFileSync('skopeo', ['--version'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
+// Outside CI these skip saying why and where they run; under CI (.ci/run) a missing piece fails.
+const SKIP_REGISTRY = skipUnless(['docker-registry', 'skopeo'], 'base: the base in a registry');
+const SKOPEO = SKIP_REGISTRY ? 'skopeo' : requireTool('skopeo');
+const SKIP_DOCKER = SKIP_REGISTRY || skipUnless(['docker', dockerEngine()], 'base: the base runs in Docker');
+const SKIP_ARM64 = SKIP_DOCKER || skipUnless([arm64Emulation()], 'base: the arm64 base runs emulated');
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'stella-base-test-'));
@@ -93,24 +79,66 @@ describe('fetchBaseInputs', () => {
     expect(err.message).toMatch(/update-lock/);
   });
 
-  it('a locked version the mirror no longer offers: LOCK_STALE by default; the refresh policy re-resolves and rewrites the lock', async () => {
+  it('a locked version the mirror no longer offers: LOCK_STALE naming it and what to run; the refresh policy uses a refreshed lock in the cache and never rewrites the given lock', async () => {
     const lock = JSON.parse(readFileSync(DEFAULT_LOCK_FILE, 'utf8'));
     const tz = lock.platforms['linux/amd64'].debs.find((d: { package: string }) => d.package === 'tzdata');
     const real = tz.version;
     Object.assign(tz, { version: '0.0-stella-withdrawn', filename: 'tzdata_0.0-stella-withdrawn_all.deb', sha256: 'a'.repeat(64) });
     const staleLock = join(work, 'stale.lock.json');
     writeFileSync(staleLock, JSON.stringify(lock, null, 2));
+    const staleBytes = readFileSync(staleLock);
     const staleCache = join(work, 'stale-cache');
     cpSync(join(cacheDir, 'amd64'), join(staleCache, 'amd64'), { recursive: true });
     const err = await errorOf(fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'fail' }));
     expect(err.code).toBe('LOCK_STALE');
     expect(err.message).toMatch(/tzdata=0\.0-stella-withdrawn \(amd64\) is pinned by the lock but no longer offered by the mirror/);
+    expect(err.message).toContain(REFRESH_LOCK_COMMAND);
+    // A versioned release fails even when the environment asks for the refresh policy.
+    const versioned = await errorOf(fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'refresh', releaseVersion: 'v1.4.0-rc.1' }));
+    expect(versioned.code).toBe('LOCK_STALE');
     const logged: string[] = [];
     const refreshed = await fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'refresh', log: (l) => logged.push(l) });
-    expect(logged.join('\n')).toMatch(/warning: .*no longer offered by the mirror.*commit it to pin the new versions/);
+    expect(logged.join('\n')).toMatch(/warning: .*no longer offered by the mirror.*using a refreshed lock .*outside the work tree/);
+    expect(logged.join('\n')).toContain(REFRESH_LOCK_COMMAND);
+    expect(refreshed.lockFile).toBe(await refreshedLockFile(staleCache, staleLock));
+    expect(refreshed.lockFile.startsWith(join(staleCache, 'refreshed-locks'))).toBe(true);
     const now = refreshed.lock.platforms['linux/amd64']!.debs.find((d) => d.package === 'tzdata')!;
-    expect(now.version).not.toBe('0.0-stella-withdrawn');
     expect(now.version).toBe(real);
+    expect(readFileSync(staleLock).equals(staleBytes)).toBe(true); // the given lock is not rewritten
+    // The refreshed lock keeps the platform that was not fetched, and a second run reuses it without re-resolving.
+    expect(refreshed.lock.platforms['linux/arm64']).toEqual(lock.platforms['linux/arm64']);
+    const again = await fetchBaseInputs({ cacheDir: staleCache, lockFile: staleLock, platforms: ['linux/amd64'], whenUnavailable: 'refresh' });
+    expect(again.lockFile).toBe(refreshed.lockFile);
+    expect(again.downloaded).toEqual([]);
+  }, 300_000);
+
+  it('a test run with a stale lock (STELLA_BASE_LOCK, outside the tree) leaves `git status --porcelain ci/src/base` and the committed lock unchanged', async () => {
+    const root = join(import.meta.dirname, '../..');
+    const status = () => execFileSync('git', ['status', '--porcelain', '--', 'ci/src/base'], { cwd: root, encoding: 'utf8' });
+    const before = status();
+    const committed = readFileSync(COMMITTED_LOCK_FILE);
+    const lock = JSON.parse(committed.toString('utf8'));
+    const tz = lock.platforms['linux/amd64'].debs.find((d: { package: string }) => d.package === 'tzdata');
+    Object.assign(tz, { version: '0.0-stella-gone', filename: 'tzdata_0.0-stella-gone_all.deb', sha256: 'b'.repeat(64) });
+    const staleLock = join(work, 'env-stale.lock.json');
+    writeFileSync(staleLock, JSON.stringify(lock, null, 2));
+    const cache = join(work, 'env-cache');
+    cpSync(join(cacheDir, 'amd64'), join(cache, 'base', 'amd64'), { recursive: true });
+    // A separate process, configured only by the environment, as a test run or `release:local` is.
+    const script = `import { fetchBaseInputs } from ${JSON.stringify(join(root, 'ci/src/base/index.ts'))};
+const r = await fetchBaseInputs({ platforms: ['linux/amd64'], log: (l) => console.error(l) });
+console.log(JSON.stringify({ lockFile: r.lockFile }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, STELLA_BASE_LOCK: staleLock, STELLA_CACHE: cache, STELLA_BASE_LOCK_POLICY: 'refresh-if-unavailable' },
+    });
+    const { lockFile } = JSON.parse(out.trim().split('\n').at(-1)!) as { lockFile: string };
+    expect(lockFile.startsWith(join(cache, 'base', 'refreshed-locks'))).toBe(true);
+    expect(status()).toBe(before);
+    expect(readFileSync(COMMITTED_LOCK_FILE).equals(committed)).toBe(true);
+    expect(readFileSync(staleLock, 'utf8')).toContain('0.0-stella-gone');
   }, 300_000);
 
   it('refuses a lock that disagrees with the package.json pin, and a missing lock', async () => {
@@ -173,14 +201,14 @@ describe('buildBase', () => {
   });
 });
 
-describe.skipIf(!HAVE_REGISTRY || !HAVE_SKOPEO)('the base in a registry and in Docker', () => {
+describe.skipIf(SKIP_REGISTRY)('the base in a registry and in Docker', () => {
   let registry: TestRegistry;
   let repo: string;
   const pulled: string[] = [];
   beforeAll(async () => {
     registry = await startRegistry();
     repo = `${registry.host}/stella/node-base`;
-    execFileSync('skopeo', ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${first.layout}:nodejs24-debian12`, `docker://${repo}:test`], { stdio: 'pipe', timeout: 300_000 });
+    execFileSync(SKOPEO, ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${first.layout}:nodejs24-debian12`, `docker://${repo}:test`], { stdio: 'pipe', timeout: 300_000 });
   }, 600_000);
   afterAll(async () => {
     for (const ref of pulled) {
@@ -194,7 +222,7 @@ describe.skipIf(!HAVE_REGISTRY || !HAVE_SKOPEO)('the base in a registry and in D
   });
 
   it('the registry serves the same index digest, listing exactly linux/amd64 and linux/arm64', () => {
-    const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${repo}@${first.indexDigest}`], { encoding: 'utf8' });
+    const raw = execFileSync(SKOPEO, ['inspect', '--raw', '--tls-verify=false', `docker://${repo}@${first.indexDigest}`], { encoding: 'utf8' });
     expect(sha256Digest(raw)).toBe(first.indexDigest);
     const idx = JSON.parse(raw) as ImageIndex;
     expect(idx.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}`)).toEqual(['linux/amd64', 'linux/arm64']);
@@ -212,8 +240,7 @@ describe.skipIf(!HAVE_REGISTRY || !HAVE_SKOPEO)('the base in a registry and in D
   ].join('\n');
 
   for (const [platform, arch] of [['linux/amd64', 'x64'], ['linux/arm64', 'arm64']] as const) {
-    const why = !HAVE_DOCKER ? 'no Docker engine here (scripts/host-setup.sh installs it; the base job of CI runs this)' : platform === 'linux/arm64' && !arm64EmulationAvailable() ? 'no qemu-aarch64 binfmt here (scripts/host-setup.sh registers it)' : '';
-    it.skipIf(why !== '')(`runs on ${platform}${why ? ` (skipped: ${why})` : ''}: node ${arch}, uid 65532, CA bundle, no shell, read-only root`, async () => {
+    it.skipIf(platform === 'linux/arm64' ? SKIP_ARM64 : SKIP_DOCKER)(`runs on ${platform}: node ${arch}, uid 65532, CA bundle, no shell, read-only root`, async () => {
       const ref = `${repo}@${first.platforms[platform]}`;
       execFileSync('docker', ['pull', '-q', ref], { stdio: 'pipe', timeout: 300_000 });
       pulled.push(ref);

@@ -21,15 +21,17 @@ import { pushLayout } from '../../ci/src/registry/copy.ts';
 import { OciLayout } from '../../ci/src/oci/layout.ts';
 import { listLayer, type LayerListing } from '../../ci/src/oci/layer.ts';
 import { StellaError } from '../../ci/src/errors.ts';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { FIXTURE_EPOCH, makeFixtureBase, makeFixtureContext } from './fixtures.ts';
+import { dockerBuildx, dockerEngine, skipUnless } from '../helpers/tools.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SERVICES = ['api', 'conseiller'] as const;
 const VERSION = 'v1.4.0-rc.1';
 const COMMIT = '0123456789abcdef0123456789abcdef01234567';
-const hasSkopeo = spawnSync('skopeo', ['--version']).status === 0;
-const hasDocker = spawnSync('docker', ['info'], { timeout: 20_000 }).status === 0 && spawnSync('docker', ['buildx', 'version']).status === 0;
+const skipRegistry = skipUnless(['docker-registry'], 'build: reproducible multi-arch images');
+const hasSkopeo = !skipUnless(['skopeo'], 'build: skopeo reads the pushed indexes');
+const hasDocker = !skipUnless(['docker', dockerEngine(), dockerBuildx()], 'build: BuildKit equivalence');
 
 interface JsonObj {
   [k: string]: unknown;
@@ -39,7 +41,7 @@ function skopeo(args: string[]): JsonObj {
   return JSON.parse(execFileSync('skopeo', args, { encoding: 'utf8', timeout: 60_000 })) as JsonObj;
 }
 
-describe.skipIf(!registryAvailable())('build: reproducible multi-arch images (throwaway registry)', () => {
+describe.skipIf(skipRegistry)('build: reproducible multi-arch images (throwaway registry)', () => {
   let reg: TestRegistry;
   let work: string;
   let baseDigest: string;

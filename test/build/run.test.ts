@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build, type BuildDocument } from '../../ci/src/build/index.ts';
@@ -18,26 +18,18 @@ import { RegistryClient } from '../../ci/src/registry/client.ts';
 import { pushLayout } from '../../ci/src/registry/copy.ts';
 import { readLayerFile } from '../../ci/src/oci/layer.ts';
 import { spdxReport, type SpdxDocument } from '../../ci/src/sbom/index.ts';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { arm64Emulation, dockerEngine, requireTool, skipUnless } from '../helpers/tools.ts';
 import { freePort, waitFor } from '../helpers/net.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const VERSION = 'v1.4.0-rc.2';
 const COMMIT = 'fedcba9876543210fedcba9876543210fedcba98';
 const EPOCH = 1700000000;
-const hasDocker = spawnSync('docker', ['info'], { timeout: 20_000 }).status === 0;
-const binfmt = '/proc/sys/fs/binfmt_misc/qemu-aarch64';
-const hasQemu = existsSync(binfmt) && readFileSync(binfmt, 'utf8').startsWith('enabled');
-const haveParts = existsSync(join(ROOT, 'ci/src/base/index.ts')) && existsSync(join(ROOT, 'services/build.ts'));
-
-const why = !registryAvailable()
-  ? 'no docker-registry binary (scripts/host-setup.sh installs it)'
-  : !hasDocker
-    ? 'no Docker engine (scripts/host-setup.sh starts dockerd)'
-    : !haveParts
-      ? 'the base (ci/src/base) or the JavaScript build (services/build.ts) is missing'
-      : '';
-if (why) console.warn(`run.test.ts skipped: ${why}; the CI "build" job runs it on a host with host-setup.sh`);
+// Skips (outside CI) with the reason and where it runs; under CI (.ci/run) a missing piece fails.
+const skipAll = skipUnless(['docker-registry', 'skopeo', 'docker', dockerEngine()], 'run.test.ts: every image runs on amd64 and arm64');
+const skipArm64 = skipAll || skipUnless([arm64Emulation()], 'run.test.ts: linux/arm64 images run emulated');
+const SKOPEO = skipAll ? 'skopeo' : requireTool('skopeo');
 
 /** The services refuse to start without these connection URLs (no default); a closed port stands for a dependency that is down. */
 const DOWN_DEPENDENCY: Record<string, string> = {
@@ -49,7 +41,7 @@ function docker(args: string[], timeout = 120_000): string {
   return execFileSync('docker', args, { encoding: 'utf8', timeout, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
-describe.skipIf(Boolean(why))('every image runs on amd64 and arm64 (real base, real services)', () => {
+describe.skipIf(skipAll)('every image runs on amd64 and arm64 (real base, real services)', () => {
   let reg: TestRegistry;
   let work: string;
   let doc: BuildDocument;
@@ -88,7 +80,7 @@ describe.skipIf(Boolean(why))('every image runs on amd64 and arm64 (real base, r
 
   it('the registry holds, for each of the 11 services, an index with exactly linux/amd64 and linux/arm64 (skopeo inspect --raw)', () => {
     for (const img of doc.images) {
-      const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${img.repository}@${img.digest}`], { encoding: 'utf8', timeout: 60_000 });
+      const raw = execFileSync(SKOPEO, ['inspect', '--raw', '--tls-verify=false', `docker://${img.repository}@${img.digest}`], { encoding: 'utf8', timeout: 60_000 });
       const index = JSON.parse(raw) as { mediaType: string; manifests: { digest: string; platform: { os: string; architecture: string } }[] };
       expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
       expect(index.manifests.map((m) => `${m.platform.os}/${m.platform.architecture}`)).toEqual(['linux/amd64', 'linux/arm64']);
@@ -129,8 +121,8 @@ describe.skipIf(Boolean(why))('every image runs on amd64 and arm64 (real base, r
 
   it('linux/amd64: all 11 start read-only as 65532 with no capabilities, answer liveness and /version', () => runAll('amd64'), 600_000);
 
-  it.skipIf(!hasQemu)(
-    'linux/arm64: all 11 start read-only as 65532 with no capabilities, answer liveness and /version (skipped where qemu-aarch64 binfmt is not enabled; scripts/host-setup.sh registers it)',
+  it.skipIf(skipArm64)(
+    'linux/arm64: all 11 start read-only as 65532 with no capabilities, answer liveness and /version',
     () => runAll('arm64'),
     600_000,
   );

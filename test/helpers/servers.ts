@@ -8,25 +8,28 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { freePort, waitFor } from './net.ts';
+import { findTool } from './tools.ts';
 
 const run = promisify(execFile);
 
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
-export const REDIS_BIN = '/usr/bin/redis-server';
-export const NATS_BIN = '/usr/sbin/nats-server';
+// Found the one way every test finds tools (test/helpers/tools.ts); the fallbacks are only names for messages.
+const PG_CTL = findTool('pg_ctl');
+export const PG_BIN = PG_CTL ? dirname(PG_CTL) : '/usr/lib/postgresql/15/bin';
+export const REDIS_BIN = findTool('redis-server') ?? 'redis-server';
+export const NATS_BIN = findTool('nats-server') ?? 'nats-server';
 
 export function postgresAvailable(): boolean {
-  return existsSync(join(PG_BIN, 'pg_ctl'));
+  return PG_CTL !== undefined && existsSync(join(PG_BIN, 'initdb'));
 }
 export function redisAvailable(): boolean {
-  return existsSync(REDIS_BIN);
+  return findTool('redis-server') !== undefined;
 }
 export function natsAvailable(): boolean {
-  return existsSync(NATS_BIN);
+  return findTool('nats-server') !== undefined;
 }
 
 export interface TestPostgres {

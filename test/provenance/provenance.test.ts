@@ -4,13 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  IN_TOTO_STATEMENT_V1, SLSA_PROVENANCE_V1, STELLA_BUILD_TYPE, assertNoSecrets, findSecrets, provenanceStatement, statementBytes,
+  STELLA_BUILD_TYPE, assertNoSecrets, findSecrets, provenanceStatement, statementBytes,
   validateProvenance, type ProvenanceOptions,
 } from '../../ci/src/provenance/index.ts';
 import { SLSA_PROVENANCE_V1_PREDICATE_TYPE } from '../../ci/src/sbom/index.ts';
 import { StellaError } from '../../ci/src/errors.ts';
 import { sha256Digest } from '../../ci/src/oci/types.ts';
 import { COMMIT, DIGESTS, REPOSITORY, SOURCE_DATE_EPOCH } from '../sbom/fixtures.ts';
+import { requireTool, skipUnless } from '../helpers/tools.ts';
 
 const CANARY = 'stella-canary-5e1f0c2b9a77';
 
@@ -48,9 +49,11 @@ describe('provenanceStatement', () => {
   const st = provenanceStatement(options());
 
   it('is an in-toto Statement v1 of SLSA v1 provenance over the index and every platform digest', () => {
-    expect(st._type).toBe(IN_TOTO_STATEMENT_V1);
-    expect(st.predicateType).toBe(SLSA_PROVENANCE_V1);
-    expect(SLSA_PROVENANCE_V1_PREDICATE_TYPE).toBe(SLSA_PROVENANCE_V1); // what cosign --type slsaprovenance1 means
+    // The literal URIs of the specs (not the constants compared with each other): `cosign --type
+    // slsaprovenance1` maps to exactly this predicate type, and the attestation step uses the same.
+    expect(st._type).toBe('https://in-toto.io/Statement/v1');
+    expect(st.predicateType).toBe('https://slsa.dev/provenance/v1');
+    expect(SLSA_PROVENANCE_V1_PREDICATE_TYPE).toBe('https://slsa.dev/provenance/v1');
     expect(st.subject).toEqual([DIGESTS.index, DIGESTS.amd64, DIGESTS.arm64].map((d) => ({ name: REPOSITORY, digest: { sha256: d.slice(7) } })));
   });
 
@@ -153,19 +156,14 @@ describe('validateProvenance', () => {
 
 // A real peer: cosign parses a slsaprovenance1 predicate into in-toto-golang's SLSA v1 Go structs
 // (a field of the wrong shape fails), wraps it in a Statement, signs it, verifies it.
-let cosign = false;
-try {
-  execFileSync('cosign', ['version'], { stdio: 'ignore', timeout: 30_000 });
-  cosign = true;
-} catch {
-  cosign = false;
-}
+const noCosign = skipUnless(['cosign'], 'provenance: cosign as a peer');
 
-describe.skipIf(!cosign)('cosign as a peer (skipped without cosign: scripts/host-setup.sh installs it; the CI job runs it)', () => {
+describe.skipIf(noCosign)('cosign as a peer', () => {
+  const COSIGN = noCosign ? 'cosign' : requireTool('cosign');
   const dir = mkdtempSync(join(tmpdir(), 'stella-prov-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const env = { ...process.env, COSIGN_PASSWORD: 'test-only' };
-  const run = (args: string[]): string => execFileSync('cosign', args, { cwd: dir, env, timeout: 60_000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = (args: string[]): string => execFileSync(COSIGN, args, { cwd: dir, env, timeout: 60_000, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
   it('attests our predicate with --type slsaprovenance1, verifies it, and our validator accepts cosign\'s statement', () => {
     run(['generate-key-pair']);

@@ -1,7 +1,7 @@
 /** The registry client's pure parts: name grammar, challenges, Retry-After, backoff, redaction. */
 import { describe, expect, it } from 'vitest';
+import { Redactor, REDACTED } from '../../ci/src/redact/index.ts';
 import {
-  Redactor,
   assertReference,
   assertRepository,
   backoffDelay,
@@ -71,16 +71,17 @@ describe('retries', () => {
 });
 
 describe('redaction', () => {
-  it('removes secrets in plain, base64, URL-encoded and JSON-escaped forms, and any long Basic/Bearer value', () => {
+  it('removes the credentials the client holds in plain, base64, URL-encoded and JSON-escaped forms, and any long Basic/Bearer value', () => {
+    // The registry client registers its credentials in the shared redactor (ci/src/redact).
     const r = new Redactor();
     r.addBasic('user', 'p@ss w"rd!');
-    r.add('tok-123456');
+    r.add(['tok-123456']);
     const b64 = Buffer.from('user:p@ss w"rd!').toString('base64');
     const text = `a p@ss w"rd! b ${b64} c ${encodeURIComponent('p@ss w"rd!')} d ${JSON.stringify('p@ss w"rd!')} e tok-123456 f Bearer eyJhbGciOi.JIUzI1NiJ9.x g Basic credentials`;
-    const out = r.redact(text);
+    const out = r.text(text);
     for (const s of ['p@ss', b64, 'tok-123456', 'eyJhbGciOi']) expect(out).not.toContain(s);
     expect(out).toContain('Basic credentials');
-    expect(r.redactValue({ a: ['tok-123456', 1], b: { c: 'x tok-123456' } })).toEqual({ a: ['***', 1], b: { c: 'x ***' } });
+    expect(r.value({ a: ['tok-123456', 1], b: { c: 'x tok-123456' } })).toEqual({ a: [REDACTED, 1], b: { c: `x ${REDACTED}` } });
   });
 });
 

@@ -7,7 +7,7 @@
  * .github/workflows/release.yml is where the public-good instance is used.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { EMAIL, ISSUER, OPENSSL, identityToken, startMockSigstore, type MockSigs
 import { writeBuildDocument } from '../../ci/src/build/document.ts';
 import { pushSyntheticImage } from './fixture.ts';
 import { runNode, type CliRun } from '../helpers/cli.ts';
+import { skipUnless, tool } from '../helpers/tools.ts';
 
 let reg: TestRegistry;
 let mock: MockSigstore;
@@ -33,7 +34,7 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun>
 const keyless = () => ['--identity-token', 'env:SIGSTORE_ID_TOKEN', '--fulcio-url', mock.fulcioURL, '--rekor-url', mock.rekorURL];
 const identity = (who = EMAIL) => ['--certificate-identity', who, '--certificate-oidc-issuer', ISSUER, '--trusted-root', join(dir, 'trusted_root.json'), '--insecure-ignore-sct'];
 
-describe.skipIf(!existsSync(OPENSSL))('keyless signing through the CLI (mock Fulcio and Rekor; skipped without /usr/bin/openssl, which the mock CA needs)', () => {
+describe.skipIf(skipUnless([tool('openssl')], `keyless signing through the CLI (the mock CA needs ${OPENSSL})`))('keyless signing through the CLI (mock Fulcio and Rekor)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'stella-keyless-cli-'));
     const oidc = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });

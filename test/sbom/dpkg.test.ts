@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -8,9 +8,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { dep5License, readDpkgStatus, readOsPackagesFromLayer, readOsPackagesFromRootfs } from '../../ci/src/sbom/index.ts';
 import { StellaError } from '../../ci/src/errors.ts';
 import { BASE_PACKAGES, FIXTURES } from './fixtures.ts';
+import { file, skipUnless } from '../helpers/tools.ts';
 
 const HOST_STATUS = '/var/lib/dpkg/status';
-const hostHasDpkg = existsSync(HOST_STATUS);
+const hostHasDpkg = !skipUnless([file(HOST_STATUS, 'the host\'s dpkg database', 'a Debian host'), 'dpkg-query'], 'dpkg: agrees with dpkg-query on this host');
 
 describe('readDpkgStatus', () => {
   const pkgs = readDpkgStatus(readFileSync(resolve(FIXTURES, 'status'), 'utf8'), 'fixture status');
@@ -73,7 +74,7 @@ describe('DEP-5 licenses', () => {
     expect(dep5License('This is the Debian prepackaged version of the GNU C Library.\n\nLicense: LGPL\n').expression).toBe('NOASSERTION');
   });
 
-  it.skipIf(!existsSync('/usr/share/doc/ca-certificates/copyright'))('reads the real Debian copyright files of this host', () => {
+  it.skipIf(skipUnless([file('/usr/share/doc/ca-certificates/copyright', 'the host\'s ca-certificates copyright file', 'a Debian host with ca-certificates')], 'dpkg: real Debian copyright files'))('reads the real Debian copyright files of this host', () => {
     const doc = (p: string): string => readFileSync(`/usr/share/doc/${p}/copyright`, 'utf8');
     expect(dep5License(doc('ca-certificates')).expression).toBe('GPL-2.0-or-later AND MPL-2.0');
     expect(dep5License(doc('tzdata')).expression).toBe('LicenseRef-public-domain');

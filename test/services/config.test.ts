@@ -70,6 +70,28 @@ describe('loadConfig', () => {
     expect(f).toEqual(['STELLA_DATABASE_URL_FILE=/missing/CANARY cannot be read: ENOENT']);
   });
 
+  it('never echoes the password of a malformed credentialed URL, and hands the secrets read to the caller', () => {
+    // STELLA_QUEUE_URL is not a secret key: its value is shown, without the URL's password.
+    const e = (() => {
+      try {
+        loadConfig('notify', { env: { STELLA_QUEUE_URL: 'nats://u:CANARY-queue-pass@queue:notaport', STELLA_DATABASE_URL: 'postgres://u:p@db:5432/x' }, readFile: files({}) });
+      } catch (x) {
+        return x as ConfigError;
+      }
+      throw new Error('expected a ConfigError');
+    })();
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.problems).toEqual(['STELLA_QUEUE_URL="nats://u:[REDACTED]@queue:notaport" is not a valid URL (expected scheme://host[:port][/path])']);
+    expect(e.message).not.toContain('CANARY');
+    expect(e.secrets).toEqual(expect.arrayContaining(['CANARY-queue-pass', 'p']));
+  });
+
+  it('secretValues: a secret URL gives its password (not the whole URL), other secrets their value', () => {
+    const c = loadConfig('api', { env: { STELLA_DATABASE_URL: 'postgres://u:p%40ss@db:5432/x?sslpassword=CANARY-ssl', STELLA_REDIS_URL: 'redis://cache:6379/0', STELLA_ADMIN_PASSWORD: 'x' }, readFile: files({}) });
+    expect(c.secretValues().sort()).toEqual(['CANARY-ssl', 'p%40ss', 'p@ss', 'x'].sort());
+    expect(c.describe()).toMatchObject({ STELLA_DATABASE_URL: '[REDACTED] (env)', STELLA_ADMIN_PASSWORD: '[REDACTED] (env)', STELLA_LOG_LEVEL: 'info (default)' });
+  });
+
   it('refuses unknown STELLA_* variables but not Kubernetes service links', () => {
     expect(problems(() => loadConfig('policy', { env: { STELLA_POLICY_CACHE_TTLL: '5m', STELLA_FOO: 'x' }, readFile: files({}) }))).toEqual([
       'STELLA_FOO is not a setting of policy; see docs/install/configuration for the keys it reads',
@@ -114,7 +136,7 @@ describe('log redaction', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).not.toContain('CANARY');
     const rec = JSON.parse(lines[0]!) as { msg: string; fields: { err: { message: string }; nested: { pw: string } } };
-    expect(rec.msg).toBe('connecting to [REDACTED] failed');
+    expect(rec.msg).toBe('connecting to postgres://stella:[REDACTED]@db:5432/stella failed');
     expect(rec.fields.err.message).toBe('bad password [REDACTED]');
     expect(rec.fields.nested.pw).toBe('[REDACTED]');
   });

@@ -1,8 +1,10 @@
 /**
- * Registry-level interop with the real cosign 2.5, fully offline: an image in a
- * throwaway distribution 2.8 registry (no referrers API) gets
+ * Registry-level interop with the real cosign 2.5, fully offline, on both kinds
+ * of registry: distribution 2.8 (no referrers API: the `sha256-<hex>` fallback
+ * index) and go-containerregistry with the OCI 1.1 referrers API. Through the
+ * production path (the sign step, ci/src/release/attach.ts), an image gets
  *   - a cosign v3-style bundle signature (DSSE over the sign/v1 statement) as a
- *     referrer through the `sha256-<hex>` fallback index, and
+ *     referrer, and
  *   - a legacy cosign v2 `.sig` signature;
  * cosign with only the public key accepts both, and refuses both with another key.
  */
@@ -19,8 +21,6 @@ import {
   emptyTrustedRoot,
   generateKeyPair,
   imageSignatureStatement,
-  publishAttestation,
-  publishImageSignature,
   legacySignatureTag,
   loadPrivateKey,
   signStatement,
@@ -28,14 +28,26 @@ import {
   verifyBundle,
   verifyLegacySignature,
 } from '../../ci/src/sign/index.ts';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { publishAttestation, subjectOf } from '../../ci/src/release/attach.ts';
+import { Registries, signingWithKey } from '../../ci/src/release/context.ts';
+import { signStep } from '../../ci/src/release/signatures.ts';
+import { referrersFallbackTag } from '../../ci/src/oci/types.ts';
+import { registryKinds, startRegistryOfKind, type TestRegistry } from '../helpers/registry.ts';
 import { cosign, cosignAvailable, show } from './helpers.ts';
+import { CHECK_RUNS_IN, missing, underCi } from '../helpers/tools.ts';
 
 const SLSA_V1 = 'https://slsa.dev/provenance/v1';
-const runnable = registryAvailable() && cosignAvailable();
-const why = 'needs /usr/bin/docker-registry and /usr/local/bin/cosign (installed by scripts/host-setup.sh); the CI job that runs host-setup covers it';
+const CI = underCi();
+const io = { progress: () => {} };
 
-describe.skipIf(!runnable)(`cosign accepts our signatures in a registry${runnable ? '' : ` (skipped: ${why})`}`, () => {
+describe.each(registryKinds())('cosign accepts our signatures in a registry: $title', ({ kind, available, why }) => {
+  const cosignOk = cosignAvailable() || CI;
+  const runnable = available && cosignOk;
+  const skipWhy = !available ? why : `needs cosign (${missing(['cosign'])}); this check runs in ${CHECK_RUNS_IN}`;
+  if (!runnable) {
+    it.skip(`skipped: ${skipWhy}`, () => {});
+    return;
+  }
   let reg: TestRegistry;
   let client: RegistryClient;
   let dir: string;
@@ -47,7 +59,7 @@ describe.skipIf(!runnable)(`cosign accepts our signatures in a registry${runnabl
   let keyidImage: Descriptor;
 
   beforeAll(async () => {
-    reg = await startRegistry();
+    reg = await startRegistryOfKind(kind);
     client = new RegistryClient({ registry: reg.host, insecure: true });
     dir = mkdtempSync(join(tmpdir(), 'stella-sign-reg-'));
 
@@ -64,27 +76,34 @@ describe.skipIf(!runnable)(`cosign accepts our signatures in a registry${runnabl
     writeFileSync(join(dir, 'cosigner.pem'), cosignerPair.publicKeyPem);
     writeFileSync(join(dir, 'trusted-root.json'), JSON.stringify(emptyTrustedRoot()));
 
-    // v3-style bundle signature as a referrer (fallback tag on distribution 2.8) + legacy .sig.
-    const published = await publishImageSignature(client, { repo, subject: image, signer: { kind: 'key', key } });
-    expect(published.mode).toBe('fallback');
-    expect(published.legacy).toBeDefined();
+    // The sign step (production path): v3-style bundle signature as a referrer + legacy .sig.
+    const registries = new Registries({ insecure: true });
+    const images = { images: [{ service: 'sign-interop', repository: `${reg.host}/${repo}`, digest, platforms: {} }] };
+    const [signed] = await signStep({ images, registries, signing: signingWithKey(key) }, io);
+    expect(signed).toMatchObject({ digest, legacyTag: legacySignatureTag(digest), written: true });
     // A second signer: its .sig signature is merged with ours (read-modify-write), its bundle is another referrer.
     const cosigner = loadPrivateKey(cosignerPair.privateKeyPem, '');
-    await publishImageSignature(client, { repo, subject: image, signer: { kind: 'key', key: cosigner } });
+    await signStep({ images, registries, signing: signingWithKey(cosigner) }, io);
+    // A re-run with the first key finds both of its signatures in place and writes nothing.
+    const [again] = await signStep({ images, registries, signing: signingWithKey(key) }, io);
+    expect(again!.written).toBe(false);
     const sigManifest = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, legacySignatureTag(digest))).bytes));
     expect(sigManifest.layers).toHaveLength(2);
     expect(await client.referrers(repo, digest)).toHaveLength(2);
-    await expect(publishAttestation(client, repo, image, { _type: 'https://in-toto.io/Statement/v1', subject: [{ digest: { sha256: 'e'.repeat(64) } }], predicateType: SLSA_V1 }, { kind: 'key', key })).rejects.toThrow(
+    const subject = await subjectOf(client, repo, digest, ref);
+    await expect(publishAttestation(subject, { _type: 'https://in-toto.io/Statement/v1', subject: [{ digest: { sha256: 'e'.repeat(64) } }], predicateType: SLSA_V1 }, { kind: 'key', key })).rejects.toThrow(
       /does not name this image: expected a subject with digest sha256:/,
     );
 
     // An SLSA provenance attestation about the image, as another referrer.
-    await publishAttestation(client, repo, image, {
+    const prov = await publishAttestation(subject, {
       _type: 'https://in-toto.io/Statement/v1',
       subject: [{ name: `${reg.host}/${repo}`, digest: { sha256: digest.slice(7) } }],
       predicateType: SLSA_V1,
       predicate: { buildDefinition: { buildType: 'https://stella.example/build/v1', externalParameters: {} }, runDetails: { builder: { id: 'https://stella.example/ci' } } },
     }, { kind: 'key', key });
+    // The referrers API where the registry has one, the sha256-<hex> fallback index where not.
+    expect(prov.mode).toBe(reg.referrersApi ? 'api' : 'fallback');
 
     // Image 2 carries a signature whose statement names image 1 (a signature made for another image).
     other2 = await pushImage('v2', 'second');
@@ -134,15 +153,30 @@ describe.skipIf(!runnable)(`cosign accepts our signatures in a registry${runnabl
     '--allow-insecure-registry', '--allow-http-registry', target,
   ];
 
+  it(kind === 'referrers' ? 'uses the referrers API: no sha256-<hex> fallback tag is written' : 'uses the sha256-<hex> fallback tag', async () => {
+    const tags = await client.listTags(repo);
+    expect(tags).toContain(legacySignatureTag(image.digest));
+    expect(tags.includes(referrersFallbackTag(image.digest))).toBe(!reg.referrersApi);
+  });
+
   it('our own verifier reads back what we stored', async () => {
     const referrers = await client.referrers(repo, image.digest, { artifactType: MediaType.sigstoreBundle });
     expect(referrers).toHaveLength(3);
-    expect(referrers[0]!.annotations?.['dev.sigstore.bundle.predicateType']).toBe(COSIGN_SIGN_PREDICATE_TYPE);
-    const m = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, referrers[0]!.digest)).bytes));
-    const bundleBytes = await client.getBlob(repo, m.layers[0].digest);
+    const types = referrers.map((r) => r.annotations?.['dev.sigstore.bundle.predicateType']).sort();
+    expect(types).toEqual([COSIGN_SIGN_PREDICATE_TYPE, COSIGN_SIGN_PREDICATE_TYPE, SLSA_V1].sort());
     const pub = readFileSync(join(dir, 'pub.pem'), 'utf8');
-    const st = verifyBundle(bundleBytes, { publicKeyPem: pub }, { expectedSubjectDigest: image.digest, expectedPredicateType: COSIGN_SIGN_PREDICATE_TYPE });
-    expect(st.predicateType).toBe(COSIGN_SIGN_PREDICATE_TYPE);
+    const verified = [];
+    for (const r of referrers.filter((x) => x.annotations?.['dev.sigstore.bundle.predicateType'] === COSIGN_SIGN_PREDICATE_TYPE)) {
+      const m = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, r.digest)).bytes));
+      const bundleBytes = await client.getBlob(repo, m.layers[0].digest);
+      try {
+        verified.push(verifyBundle(bundleBytes, { publicKeyPem: pub }, { expectedSubjectDigest: image.digest, expectedPredicateType: COSIGN_SIGN_PREDICATE_TYPE }));
+      } catch {
+        // the cosigner's bundle: another key
+      }
+    }
+    // Exactly one of the two signature bundles is ours.
+    expect(verified.map((st) => st.predicateType)).toEqual([COSIGN_SIGN_PREDICATE_TYPE]);
 
     const sigM = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, legacySignatureTag(image.digest))).bytes));
     const payload = await client.getBlob(repo, sigM.layers[0].digest);
@@ -209,7 +243,8 @@ describe.skipIf(!runnable)(`cosign accepts our signatures in a registry${runnabl
       }
     };
     walk(reg.storage);
-    expect(files.length).toBeGreaterThan(10);
+    // distribution stores manifests as files too; the referrers registry keeps them in memory (blobs only here).
+    expect(files.length).toBeGreaterThan(reg.referrersApi ? 5 : 10);
     for (const f of files) expect(readFileSync(f).includes(password), f).toBe(false);
   });
 });

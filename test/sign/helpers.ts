@@ -1,13 +1,15 @@
 /** Shared bits for the signing tests: the real cosign binary, run offline in a temp HOME. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findTool } from '../helpers/tools.ts';
 
-export const COSIGN_BIN = '/usr/local/bin/cosign';
+/** Found the one way every test finds tools (test/helpers/tools.ts). */
+export const COSIGN_BIN = findTool('cosign') ?? 'cosign';
 
 export function cosignAvailable(): boolean {
-  return existsSync(COSIGN_BIN);
+  return findTool('cosign') !== undefined;
 }
 
 export interface RunResult {

@@ -25,18 +25,19 @@
  * (a CI job with id-token permission).
  */
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StellaError } from '../../ci/src/errors.ts';
 import { COSIGN_SIGN_PREDICATE_TYPE, generateKeyPair, imageSignatureStatement, signStatement, verifyBundle, type SigstoreBundle } from '../../ci/src/sign/index.ts';
 import { EMAIL, ISSUER, OPENSSL, identityToken, openssl, readPem, startMockSigstore, type MockSigstore } from '../helpers/mock-sigstore.ts';
-import { cosign, cosignAvailable, show } from './helpers.ts';
+import { cosign, show } from './helpers.ts';
+import { skipUnless, tool } from '../helpers/tools.ts';
 
 const IMAGE = `sha256:${'c'.repeat(64)}`;
 
-describe.skipIf(!existsSync(OPENSSL))(`keyless signing against mock Fulcio and Rekor${existsSync(OPENSSL) ? '' : ' (skipped: the mock CA needs /usr/bin/openssl)'}`, () => {
+describe.skipIf(skipUnless([tool('openssl')], `keyless signing against mock Fulcio and Rekor (the mock CA needs ${OPENSSL})`))('keyless signing against mock Fulcio and Rekor', () => {
   let dir: string;
   let mock: MockSigstore;
   let bundle: SigstoreBundle;
@@ -88,7 +89,7 @@ describe.skipIf(!existsSync(OPENSSL))(`keyless signing against mock Fulcio and R
     verifyBundle(last!, { certificateIdentity: identity, trustedRoot: mock.trustedRoot, thresholds: { ctlog: 0 } }, { expectedSubjectDigest: `sha256:${'f'.repeat(64)}` });
   });
 
-  it.skipIf(!cosignAvailable())('the real cosign verifies a keyless bundle offline with the mock trusted root (SCT check off)', async () => {
+  it.skipIf(skipUnless(['cosign'], 'keyless: the real cosign verifies a keyless bundle'))('the real cosign verifies a keyless bundle offline with the mock trusted root (SCT check off)', async () => {
     const blob = Buffer.from('stella keyless blob\n');
     const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
     const b = await signStatement(imageSignatureStatement(digest), { kind: 'keyless', identityToken: token, fulcioURL: mock.fulcioURL, rekorURL: mock.rekorURL, retries: 0 });

@@ -1,26 +1,66 @@
 /**
- * The CLI and the Dagger module are two front ends over the same functions:
- * same names, same arguments. This reads the Dagger class from its source (no
- * Dagger engine runs here) and compares it with the CLI's function table.
+ * The CLI and the Dagger module are two front ends over one definition per function
+ * (ci/src/functions.ts). No Dagger engine runs here, so this checks every link of the
+ * chain a Dagger call goes through, for every function and every parameter:
+ *
+ *   generated class (ci/src/index.ts, read with the TypeScript compiler API)
+ *     → the arguments each method passes on
+ *     → the command line it runs (cliInvocation: flags, env:NAME secrets, mounted files)
+ *     → the CLI parser
+ *
+ * and fails if a parameter is dropped, renamed, retyped or reordered anywhere.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { functions, kebab } from '../../ci/src/functions.ts';
+import { daggerArgs, functions, type ArgSpec, type FunctionSpec } from '../../ci/src/functions.ts';
+import { kebab } from '../../ci/src/dagger/names.ts';
+import { CLI_ENTRY, FILE_MOUNTS, cliInvocation, secretEnvName } from '../../ci/src/dagger/invocation.ts';
+import { DAGGER_TYPES, renderDaggerModule } from '../../ci/src/generate/dagger.ts';
+import { parseArgs } from '../../ci/src/cli.ts';
 
-interface DaggerFunction {
+interface DaggerMethod {
   name: string;
-  params: { name: string; optional: boolean }[];
+  params: { name: string; type: string; optional: boolean }[];
+  returns: string;
+  decorator: string;
   doc: string;
+  /** The runner called in `return runner(…)`, the function name it is given, and the argument names passed. */
+  runner: string;
+  calledName?: string;
+  passed: string[];
 }
 
-function daggerFunctions(file: string): DaggerFunction[] {
-  const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
-  const out: DaggerFunction[] = [];
+function daggerMethods(source: string): DaggerMethod[] {
+  const src = ts.createSourceFile('index.ts', source, ts.ScriptTarget.Latest, true);
+  const out: DaggerMethod[] = [];
   const visit = (node: ts.Node) => {
-    if (ts.isMethodDeclaration(node) && ts.getDecorators(node)?.some((d) => d.getText().startsWith('@func'))) {
-      const jsDoc = ts.getJSDocCommentsAndTags(node).map((d) => d.getText()).join('\n');
-      out.push({ name: node.name.getText(), params: node.parameters.map((p) => ({ name: p.name.getText(), optional: !!p.questionToken || !!p.initializer })), doc: jsDoc });
+    const decorator = ts.isMethodDeclaration(node) ? ts.getDecorators(node)?.find((d) => d.getText().startsWith('@func')) : undefined;
+    if (ts.isMethodDeclaration(node) && decorator) {
+      const stmts = node.body?.statements ?? ts.factory.createNodeArray();
+      expect(stmts, `${node.name.getText()}: one return statement`).toHaveLength(1);
+      const ret = stmts[0]!;
+      if (!ts.isReturnStatement(ret) || !ret.expression || !ts.isCallExpression(ret.expression)) throw new Error(`${node.name.getText()}: expected return runner(…)`);
+      const call = ret.expression;
+      const literal = call.arguments.find(ts.isStringLiteral);
+      const obj = call.arguments.find(ts.isObjectLiteralExpression);
+      if (!obj) throw new Error(`${node.name.getText()}: passes no argument object`);
+      const passed = obj.properties.map((p) => {
+        // Only `name` shorthand passes a parameter through unchanged.
+        if (!ts.isShorthandPropertyAssignment(p)) throw new Error(`${node.name.getText()}: ${p.getText()} is not a pass-through`);
+        return p.name.getText();
+      });
+      out.push({
+        name: node.name.getText(),
+        params: node.parameters.map((p) => ({ name: p.name.getText(), type: p.type?.getText() ?? '', optional: !!p.questionToken || !!p.initializer })),
+        returns: node.type?.getText() ?? '',
+        decorator: decorator.getText(),
+        doc: ts.getJSDocCommentsAndTags(node).map((d) => d.getText()).join('\n'),
+        runner: call.expression.getText(),
+        calledName: literal?.text,
+        passed,
+      });
     }
     ts.forEachChild(node, visit);
   };
@@ -28,23 +68,161 @@ function daggerFunctions(file: string): DaggerFunction[] {
   return out;
 }
 
-describe('CLI and Dagger module parity', () => {
-  const dagger = daggerFunctions('ci/src/index.ts');
+const moduleSource = readFileSync('ci/src/index.ts', 'utf8');
+const dagger = daggerMethods(moduleSource);
+const method = (f: FunctionSpec) => dagger.find((m) => m.name === f.name)!;
 
-  it('expose the same functions', () => {
-    expect(dagger.map((f) => f.name).sort()).toEqual(functions.map((f) => f.name).sort());
+/** A distinct value per parameter, in the shape the Dagger runtime hands the method. */
+function daggerValue(a: ArgSpec, i: number): unknown {
+  switch (a.type) {
+    case 'string':
+      return `value-of-${a.name}`;
+    case 'integer':
+      return 1_700_000_000 + i;
+    case 'boolean':
+      return true;
+    case 'file':
+    case 'directory':
+    case 'secret':
+      return { opaque: a.type, arg: a.name };
+  }
+}
+
+/** What the CLI must receive for that value. */
+function cliValue(a: ArgSpec, i: number): unknown {
+  if (a.type === 'file') return `${FILE_MOUNTS}/${kebab(a.name)}`;
+  if (a.type === 'directory') return `/run/stella/dirs/${kebab(a.name)}`;
+  if (a.type === 'secret') return `resolved-secret-${a.name}`;
+  return daggerValue(a, i);
+}
+
+const secretEnvironment = (f: FunctionSpec) => Object.fromEntries(daggerArgs(f).filter((a) => a.type === 'secret').map((a) => [secretEnvName(a.name), `resolved-secret-${a.name}`]));
+
+describe('the Dagger module is generated from the definitions', () => {
+  it('ci/src/index.ts is what the generator writes, marked generated', () => {
+    expect(moduleSource).toBe(renderDaggerModule());
+    expect(moduleSource.split('\n')[0]).toMatch(/^\/\/ GENERATED by ci\/src\/generate\/dagger\.ts from the function definitions in ci\/src\/functions\.ts/);
   });
 
-  it.each(functions.map((f) => [f.name, f]))('%s takes the same arguments in both', (name, f) => {
-    const d = dagger.find((x) => x.name === name)!;
-    const cli = f.args.filter((a) => !a.cliOnly);
-    expect(d.params.map((p) => p.name).sort()).toEqual(cli.map((a) => a.name).sort());
-    // What the CLI requires, Dagger requires too (TypeScript puts required parameters first).
-    expect(d.params.filter((p) => !p.optional).map((p) => p.name).sort()).toEqual(cli.filter((a) => a.required).map((a) => a.name).sort());
+  it('has one @func method per function', () => {
+    expect(dagger.map((m) => m.name)).toEqual(functions.map((f) => f.name));
+  });
+});
+
+describe.each(functions.map((f) => [f.name, f] as const))('%s', (_name, f) => {
+  it('the Dagger signature equals the definition: names, types, optionality, order', () => {
+    const m = method(f);
+    expect(m.params).toEqual(daggerArgs(f).map((a) => ({ name: a.name, type: DAGGER_TYPES[a.type], optional: !a.required })));
+    expect(m.returns).toBe(f.dagger.kind === 'generate' || f.dagger.kind === 'toolbox-directory' ? 'Promise<Directory>' : 'Promise<string>');
+    expect(m.decorator).toBe(f.cache === 'never' ? "@func({ cache: 'never' })" : '@func()');
   });
 
-  it.each(functions.map((f) => [f.name]))('%s has a runnable `dagger call` example in its documentation', (name) => {
-    const d = dagger.find((x) => x.name === name)!;
-    expect(d.doc).toContain(`dagger call ${kebab(name)}`);
+  it('the method passes every parameter on, by name, to the runner of its kind', () => {
+    const m = method(f);
+    expect(m.passed).toEqual(m.params.map((p) => p.name));
+    const runner = { runtime: 'inRuntime', generate: 'generated', toolbox: 'inToolbox', 'toolbox-directory': 'inToolboxDirectory' }[f.dagger.kind];
+    expect(m.runner).toBe(runner);
+    if (f.dagger.kind !== 'generate') expect(m.calledName).toBe(f.name);
+  });
+
+  it('documents the function, every parameter and a runnable `dagger call` example', () => {
+    const m = method(f);
+    expect(m.doc).toContain(`Example: \`dagger call ${kebab(f.name)}`);
+    for (const a of daggerArgs(f)) expect(m.doc).toMatch(new RegExp(`@param ${a.name} \\S`));
+  });
+
+  it('every parameter the method passes reaches the CLI with the right flag and form', () => {
+    const m = method(f);
+    const decl = daggerArgs(f);
+    // What the generated method hands the runner: exactly the parameters it passes on.
+    const args = Object.fromEntries(m.passed.map((name) => {
+      const i = decl.findIndex((a) => a.name === name);
+      return [name, daggerValue(decl[i]!, i)];
+    }));
+    const inv = cliInvocation(f, args);
+    expect(inv.argv.slice(0, 3)).toEqual([...CLI_ENTRY, kebab(f.name)]);
+    const rest = inv.argv.slice(3);
+    decl.forEach((a, i) => {
+      const flag = `--${kebab(a.name)}`;
+      const at = rest.indexOf(flag);
+      expect(at, `${flag} in ${rest.join(' ')}`).toBeGreaterThanOrEqual(0);
+      const next = rest[at + 1];
+      switch (a.type) {
+        case 'boolean':
+          expect(next === undefined || next.startsWith('--'), `${flag} is a bare flag`).toBe(true);
+          break;
+        case 'integer':
+          expect(next).toBe(String(daggerValue(a, i)));
+          break;
+        case 'string':
+          expect(next).toBe(daggerValue(a, i));
+          break;
+        case 'secret':
+          expect(next).toBe(`env:${secretEnvName(a.name)}`);
+          expect(inv.secretEnv.find((s) => s.arg === a.name)).toEqual({ arg: a.name, env: secretEnvName(a.name), value: args[a.name] });
+          break;
+        case 'file':
+          expect(next).toBe(`${FILE_MOUNTS}/${kebab(a.name)}`);
+          expect(inv.mountedFiles.find((x) => x.arg === a.name)).toEqual({ arg: a.name, path: next, value: args[a.name] });
+          break;
+        case 'directory':
+          expect(inv.mountedDirectories.find((x) => x.arg === a.name)?.path).toBe(next);
+          break;
+      }
+    });
+    expect(inv.secretEnv).toHaveLength(decl.filter((a) => a.type === 'secret').length);
+    expect(inv.mountedFiles).toHaveLength(decl.filter((a) => a.type === 'file').length);
+    // Back through the CLI parser: every value arrives, and nothing else.
+    const parsed = parseArgs(f, rest, { env: secretEnvironment(f) });
+    expect(parsed).toEqual(Object.fromEntries(decl.map((a, i) => [a.name, cliValue(a, i)])));
+  });
+
+  it('absent optional parameters and false booleans are left out of the command line', () => {
+    const decl = daggerArgs(f);
+    const args = Object.fromEntries(decl.map((a, i) => [a.name, a.required ? daggerValue(a, i) : a.type === 'boolean' ? false : undefined]));
+    const inv = cliInvocation(f, args);
+    expect(inv.argv.filter((t) => t.startsWith('--'))).toEqual(decl.filter((a) => a.required).map((a) => `--${kebab(a.name)}`));
+    expect(() => cliInvocation(f, { ...args, notAParameter: 'x' })).toThrow(/has no Dagger argument notAParameter/);
+    const cliOnly = f.args.filter((a) => a.cliOnly);
+    expect(cliOnly.map((a) => a.name)).toEqual(['output']);
+    expect(() => cliInvocation(f, { ...args, output: 'x' })).toThrow(/has no Dagger argument output/);
+  });
+
+  it('its examples are accepted by the CLI parser and use no CLI-only flag', () => {
+    expect(f.examples.length).toBeGreaterThan(0);
+    const env = new Proxy({}, { get: (_t, k) => (typeof k === 'string' ? `example-${k}` : undefined) }) as NodeJS.ProcessEnv;
+    for (const e of f.examples) {
+      const argv = e.args ? e.args.split(' ') : [];
+      expect(() => parseArgs(f, argv, { env }), e.args).not.toThrow();
+      for (const a of f.args.filter((x) => x.cliOnly)) expect(argv).not.toContain(`--${kebab(a.name)}`);
+    }
+  });
+});
+
+describe('definitions', () => {
+  it('every argument has a name, a type, required and a description; required ones come first', () => {
+    for (const f of functions) {
+      let optional = false;
+      for (const a of f.args) {
+        expect(a.name, f.name).toMatch(/^[a-z][A-Za-z0-9]*$/);
+        expect(Object.keys(DAGGER_TYPES)).toContain(a.type);
+        expect(typeof a.required).toBe('boolean');
+        expect(a.description.length, `${f.name} ${a.name}`).toBeGreaterThan(5);
+        if (a.required) expect(optional, `${f.name}: ${a.name} is required after an optional argument`).toBe(false);
+        optional ||= !a.required;
+      }
+      expect(new Set(f.args.map((a) => a.name)).size, f.name).toBe(f.args.length);
+    }
+  });
+
+  it('the generic generate description names only what generate writes', () => {
+    const g = functions.find((f) => f.name === 'generate')!;
+    expect(g.description).not.toMatch(/compose|chart/i);
+  });
+
+  it('one kebab-case converter in ci/src', () => {
+    const files = readdirSync('ci/src', { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => join(e.parentPath, e.name));
+    const converters = files.filter((file) => /\.replace\(\s*\/\[A-Z\]\/g/.test(readFileSync(file, 'utf8')));
+    expect(converters).toEqual(['ci/src/dagger/names.ts']);
   });
 });

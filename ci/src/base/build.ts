@@ -20,15 +20,13 @@
  * /home/nonroot, Env PATH (+/nodejs/bin) and SSL_CERT_FILE, OCI labels; created
  * = SOURCE_DATE_EPOCH. Same inputs + same epoch → same digests.
  */
-import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createGunzip } from 'node:zlib';
-import tarStream from 'tar-stream';
 import { StellaError } from '../errors.ts';
 import { createLayer, layerDescriptor } from '../oci/layer.ts';
 import { OciLayout } from '../oci/layout.ts';
+import { readTar } from '../oci/tar.ts';
 import { MediaType, PLATFORMS, type Descriptor, type ImageManifest, type PlatformName } from '../oci/types.ts';
 import { run } from './exec.ts';
 import { fetchBaseInputs, defaultBaseCacheDir, type BaseInputs } from './fetch.ts';
@@ -57,6 +55,8 @@ export interface BuildBaseOptions {
   /** Default both; the index always lists them in PLATFORMS order. */
   readonly platforms?: readonly PlatformName[];
   readonly lockFile?: string;
+  /** The version being released: a versioned one (vX.Y.Z, vX.Y.Z-rc.N) never builds from a refreshed lock. */
+  readonly releaseVersion?: string;
   /** index.json ref name; default BASE_REF_NAME. */
   readonly refName?: string;
   readonly compressionLevel?: number;
@@ -153,32 +153,14 @@ async function caBundle(root: string): Promise<Uint8Array> {
 async function unpackNode(tgz: string, root: string): Promise<void> {
   const wanted: Record<string, string> = { 'package/bin/node': 'nodejs/bin/node', 'package/LICENSE': 'nodejs/LICENSE' };
   const found = new Set<string>();
-  const extract = tarStream.extract();
-  const done = new Promise<void>((resolve, reject) => {
-    extract.on('entry', (h, stream, next) => {
-      const dest = wanted[h.name];
-      if (!dest || h.type !== 'file') {
-        stream.on('end', () => next());
-        stream.resume();
-        return;
-      }
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-      stream.on('end', () => {
-        const path = join(root, dest);
-        mkdir(dirname(path), { recursive: true })
-          .then(() => writeFile(path, Buffer.concat(chunks), { mode: dest.endsWith('/node') ? 0o755 : 0o644 }))
-          .then(() => {
-            found.add(h.name);
-            next();
-          }, reject);
-      });
-    });
-    extract.on('finish', () => resolve());
-    extract.on('error', reject);
+  await readTar({ file: tgz }, async (e) => {
+    const dest = wanted[e.header.name];
+    if (!dest || e.type !== 'file') return;
+    const path = join(root, dest);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, await e.content(), { mode: dest.endsWith('/node') ? 0o755 : 0o644 });
+    found.add(e.header.name);
   });
-  createReadStream(tgz).pipe(createGunzip()).on('error', (e) => extract.destroy(e)).pipe(extract);
-  await done;
   for (const name of Object.keys(wanted)) {
     if (!found.has(name)) throw new StellaError('BUILD_FAILED', `${tgz}: has no ${name} (expected the node-linux-<arch> npm package layout)`);
   }
@@ -242,7 +224,7 @@ export async function buildBase(opts: BuildBaseOptions): Promise<BaseBuildResult
   const nodeVersion = await readNodePin();
 
   // Verify every input against the lock again (no network when the cache is complete).
-  const inputs: BaseInputs = await fetchBaseInputs({ cacheDir: inputsDir, platforms, lockFile: opts.lockFile ?? DEFAULT_LOCK_FILE });
+  const inputs: BaseInputs = await fetchBaseInputs({ cacheDir: inputsDir, platforms, lockFile: opts.lockFile ?? DEFAULT_LOCK_FILE, releaseVersion: opts.releaseVersion });
   const layout = await OciLayout.init(opts.outLayout);
   const created = isoOf(epoch);
 

@@ -49,14 +49,39 @@ export interface FetchBaseOptions {
   readonly log?: (line: string) => void;
   /**
    * When the mirror no longer offers a locked version (and the cache lacks it):
-   * `fail` (default: a release stays exactly what the lock says), or `refresh`
-   * (resolve current versions and rewrite the lock, with a warning; for CI and
-   * local edge builds). Default from STELLA_BASE_LOCK_POLICY=refresh-if-unavailable.
+   * `fail` (default: LOCK_STALE, a release stays exactly what the lock says), or
+   * `refresh` (for the tests and local edge builds: resolve current versions into a
+   * refreshed lock in the CACHE — `<cacheDir>/refreshed-locks/` — and use it, with a
+   * warning; the given lock, e.g. the committed one, is never rewritten).
+   * Default from STELLA_BASE_LOCK_POLICY=refresh-if-unavailable, except for a
+   * versioned release (`releaseVersion` vX.Y.Z or vX.Y.Z-rc.N), which always fails.
    */
   readonly whenUnavailable?: 'fail' | 'refresh';
+  /** The version being released: a versioned one (not edge/nightly) never refreshes the lock. */
+  readonly releaseVersion?: string;
 }
 
 export const LOCK_POLICY_ENV = 'STELLA_BASE_LOCK_POLICY';
+
+/** What to run (and commit) when the mirror has dropped a locked version. */
+export const REFRESH_LOCK_COMMAND = 'npm run stella-release -- build-base --update-lock && git add ci/src/base/base.lock.json && git commit';
+
+/** vX.Y.Z and vX.Y.Z-rc.N are versioned releases: their base is exactly the committed lock's. */
+export function isVersionedRelease(version: string | undefined): boolean {
+  return version !== undefined && /^v\d+\.\d+\.\d+(-rc\.\d+)?$/.test(version);
+}
+
+/** The policy fetchBaseInputs applies (see FetchBaseOptions.whenUnavailable). */
+export function lockPolicy(opts: Pick<FetchBaseOptions, 'whenUnavailable' | 'releaseVersion'> = {}): 'fail' | 'refresh' {
+  if (isVersionedRelease(opts.releaseVersion)) return 'fail';
+  return opts.whenUnavailable ?? (process.env[LOCK_POLICY_ENV] === 'refresh-if-unavailable' ? 'refresh' : 'fail');
+}
+
+/** Where the refreshed lock derived from `lockFile` lives: in the cache, keyed by that lock's content. */
+export async function refreshedLockFile(cacheDir: string, lockFile: string): Promise<string> {
+  const key = createHash('sha256').update(await readFile(lockFile)).digest('hex').slice(0, 16);
+  return join(cacheDir, 'refreshed-locks', `base.lock.${key}.json`);
+}
 
 export interface PlatformInputs {
   readonly node: string;
@@ -96,7 +121,7 @@ function mismatch(what: string, file: string, expected: string, got: string): St
 }
 
 /** Private apt invocation for one architecture. */
-class PrivateApt {
+export class PrivateApt {
   readonly arch: string;
   readonly dir: string;
   readonly sourcesFile: string;
@@ -108,7 +133,8 @@ class PrivateApt {
     this.sourcesFile = sourcesFile;
   }
 
-  private options(): string[] {
+  /** The apt options of this private state (also for apt-cache). */
+  options(): string[] {
     const d = this.dir;
     return [
       '-o', `APT::Architecture=${this.arch}`,
@@ -152,7 +178,7 @@ class PrivateApt {
   }
 }
 
-async function debFields(path: string): Promise<Record<string, string>> {
+export async function debFields(path: string): Promise<Record<string, string>> {
   const { stdout } = await run('dpkg-deb', ['-f', path, 'Package', 'Version', 'Architecture', 'Source'], { code: 'BUILD_FAILED' });
   const out: Record<string, string> = {};
   for (const line of stdout.split('\n')) {
@@ -181,13 +207,31 @@ async function sourcesOf(file: string): Promise<string[]> {
  * `refresh` policy the lock is refreshed instead, and the log says so.
  */
 export async function fetchBaseInputs(opts: FetchBaseOptions = {}): Promise<BaseInputs> {
-  const policy = opts.whenUnavailable ?? (process.env[LOCK_POLICY_ENV] === 'refresh-if-unavailable' ? 'refresh' : 'fail');
+  const policy = lockPolicy(opts);
   try {
     return await fetchOnce(opts);
   } catch (e) {
     if (!(e instanceof StellaError && e.code === 'LOCK_STALE') || policy !== 'refresh' || opts.updateLock) throw e;
-    (opts.log ?? (() => {}))(`warning: ${e.message.split('; ')[0]}; refreshing ${opts.lockFile ?? DEFAULT_LOCK_FILE} (${LOCK_POLICY_ENV}=refresh-if-unavailable): commit it to pin the new versions`);
-    return fetchOnce({ ...opts, updateLock: true });
+    const cacheDir = opts.cacheDir ?? defaultBaseCacheDir();
+    const lockFile = opts.lockFile ?? DEFAULT_LOCK_FILE;
+    const refreshed = await refreshedLockFile(cacheDir, lockFile);
+    (opts.log ?? (() => {}))(
+      `warning: ${e.message.split('; ')[0]}; using a refreshed lock ${refreshed} outside the work tree (${LOCK_POLICY_ENV}=refresh-if-unavailable); ` +
+        `${lockFile} is unchanged, and a versioned release fails until it is refreshed: ${REFRESH_LOCK_COMMAND}`,
+    );
+    if (await exists(refreshed)) {
+      try {
+        return await fetchOnce({ ...opts, lockFile: refreshed });
+      } catch (again) {
+        if (!(again instanceof StellaError && again.code === 'LOCK_STALE')) throw again;
+      }
+    } else {
+      // Seeded with the given lock: platforms not fetched now keep their entries.
+      await mkdir(join(cacheDir, 'refreshed-locks'), { recursive: true });
+      await copyFile(lockFile, `${refreshed}.tmp-${process.pid}`);
+      await rename(`${refreshed}.tmp-${process.pid}`, refreshed);
+    }
+    return fetchOnce({ ...opts, lockFile: refreshed, updateLock: true });
   }
 }
 
@@ -324,7 +368,7 @@ async function fetchOnce(opts: FetchBaseOptions): Promise<BaseInputs> {
 }
 
 /** apt-get download into a temp dir, then rename into place: no partial file is ever in the cache. */
-async function downloadDeb(apt: PrivateApt, spec: string, debDir: string, filename: string): Promise<void> {
+export async function downloadDeb(apt: PrivateApt, spec: string, debDir: string, filename: string): Promise<void> {
   const tmp = join(debDir, `.tmp-${randomBytes(6).toString('hex')}`);
   await mkdir(tmp);
   try {
@@ -339,7 +383,7 @@ async function downloadDeb(apt: PrivateApt, spec: string, debDir: string, filena
       throw new StellaError(
         'LOCK_STALE',
         `base input ${spec} (${apt.arch}) is pinned by the lock but no longer offered by the mirror (${apt.sourcesFile}); ` +
-          `restore it into the cache (${debDir}) or refresh the lock with updateLock (--update-lock). apt said: ${e.message}`,
+          `refresh the lock and commit it: ${REFRESH_LOCK_COMMAND} (or restore the .deb into the cache, ${debDir}). apt said: ${e.message}`,
       );
     }
     throw e;

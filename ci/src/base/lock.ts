@@ -2,14 +2,21 @@
  * The base lock (ci/src/base/base.lock.json, committed): exactly which Debian
  * packages and which Node tarball each platform of the base is built from,
  * with their sha256. `fetchBaseInputs` verifies every cached or downloaded
- * input against it; `updateLock: true` rewrites it deliberately.
+ * input against it; `updateLock: true` (`build-base --update-lock`) rewrites it
+ * deliberately, and nothing else ever writes it (a refreshed lock for tests and
+ * edge builds goes to the cache, outside the work tree: see fetch.ts).
  */
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { StellaError } from '../errors.ts';
 import { PLATFORMS, type PlatformName } from '../oci/types.ts';
 
-export const DEFAULT_LOCK_FILE = fileURLToPath(new URL('./base.lock.json', import.meta.url));
+/** The committed lock. */
+export const COMMITTED_LOCK_FILE = fileURLToPath(new URL('./base.lock.json', import.meta.url));
+/** Points the default lock somewhere else (a copy outside the work tree, e.g. to simulate a stale lock). */
+export const BASE_LOCK_ENV = 'STELLA_BASE_LOCK';
+/** The lock used when none is given: $STELLA_BASE_LOCK, else the committed one. */
+export const DEFAULT_LOCK_FILE = process.env[BASE_LOCK_ENV] || COMMITTED_LOCK_FILE;
 
 /**
  * The Debian packages of the base, in extraction order: what distroless

@@ -1,6 +1,7 @@
 /**
- * Everything generated from the catalog, in one list. `generate` rewrites the
- * files; `check` reports each file that differs from what would be generated.
+ * Everything generated, in one list: from the catalog (docs tables, Dockerfiles)
+ * and from the function definitions (the Dagger module class). `generate`
+ * rewrites the files; `check` reports each file that differs from what would be generated.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,14 +9,15 @@ import { catalog } from '../catalog/index.ts';
 import { docTargets } from './docs.ts';
 import { replaceRegion } from './regions.ts';
 import { dockerfileFiles } from '../build/dockerfiles.ts';
+import { daggerModuleFiles } from './dagger.ts';
 
 export interface GeneratedFile {
   readonly path: string;
   readonly content: string;
 }
 
-/** Whole files generated from the catalog: the Dockerfiles (compose and chart values join here). */
-export const fileGenerators: ReadonlyArray<() => GeneratedFile[]> = [() => dockerfileFiles()];
+/** Whole generated files: the Dockerfiles (from the catalog) and the Dagger module class (from ci/src/functions.ts). */
+export const fileGenerators: ReadonlyArray<() => GeneratedFile[]> = [() => dockerfileFiles(), () => daggerModuleFiles()];
 
 /** Computes every generated file's content from the catalog and the files on disk. */
 export function renderAll(root: string): GeneratedFile[] {

@@ -39,14 +39,14 @@
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { gzip as gzipCb, gunzip as gunzipCb, constants as zc } from 'node:zlib';
+import { gzip as gzipCb, constants as zc } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tarStream from 'tar-stream';
 import { StellaError } from '../errors.ts';
+import { readTar, tarEntryPath } from './tar.ts';
 import { MediaType, sha256Digest, type Descriptor } from './types.ts';
 
 const gzip = promisify(gzipCb);
-const gunzip = promisify(gunzipCb);
 
 /** A regular file: `content` in memory, or `source` read from disk when the layer is written. */
 export interface FileEntry {
@@ -401,31 +401,12 @@ export interface LayerListing {
   readonly sha256?: string;
 }
 
-/** Calls `onEntry` for each entry of a layer blob (gzip'd or plain tar), in tar order, with its content for files. */
-async function walkLayer(blob: Uint8Array, onEntry: (h: tarStream.Header, content: Buffer | undefined) => void): Promise<void> {
-  const isGzip = blob[0] === 0x1f && blob[1] === 0x8b;
-  const tar = isGzip ? await gunzip(blob) : Buffer.from(blob);
-  const extract = tarStream.extract();
-  const finished = new Promise<void>((resolve, reject) => {
-    extract.on('entry', (h, stream, next) => {
-      const chunks: Buffer[] = [];
-      stream.on('data', (d: unknown) => chunks.push(d as Buffer));
-      stream.on('end', () => {
-        onEntry(h, (h.type ?? 'file') === 'file' ? Buffer.concat(chunks) : undefined);
-        next();
-      });
-    });
-    extract.on('finish', () => resolve());
-    extract.on('error', reject);
-  });
-  extract.end(tar);
-  await finished;
-}
-
 /** Lists a layer blob (gzip'd or plain tar): one row per entry, in tar order. For checks and tests. */
 export async function listLayer(blob: Uint8Array): Promise<LayerListing[]> {
   const out: LayerListing[] = [];
-  await walkLayer(blob, (h, content) => {
+  await readTar(blob, async (e) => {
+    const h = e.header;
+    const content = e.type === 'file' ? await e.content() : undefined;
     out.push({
       name: h.name,
       type: h.type ?? 'file',
@@ -445,10 +426,10 @@ export async function listLayer(blob: Uint8Array): Promise<LayerListing[]> {
 
 /** The content of the file at `path` (e.g. `app/sbom.spdx.json`) in a layer blob, or undefined. */
 export async function readLayerFile(blob: Uint8Array, path: string): Promise<Uint8Array | undefined> {
-  const want = path.replace(/^\/+/, '').replace(/^\.\//, '');
+  const want = tarEntryPath(path);
   let found: Uint8Array | undefined;
-  await walkLayer(blob, (h, content) => {
-    if (content && h.name.replace(/^\.\//, '').replace(/^\/+/, '') === want) found = new Uint8Array(content);
+  await readTar(blob, async (e) => {
+    if (e.type === 'file' && e.path === want) found = new Uint8Array(await e.content());
   });
   return found;
 }

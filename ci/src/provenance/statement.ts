@@ -164,7 +164,7 @@ export function provenanceStatement(o: ProvenanceOptions): ProvenanceStatement {
       },
     },
   };
-  if (o.secrets && o.secrets.length > 0) assertNoSecrets(statement, o.secrets, what);
+  assertNoSecrets(statement, o.secrets ?? [], what);
   return statement;
 }
 

@@ -1,19 +1,32 @@
 /**
- * Attaching signed statements and plain artifacts to an image digest as OCI
- * referrers (the registry's referrers API, or the `sha256-<hex>` fallback tag),
- * and finding them again. Idempotent: an attestation that already verifies
- * with the same predicate is not signed or pushed again, so a re-run after a
- * failure converges instead of piling up referrers.
+ * What the release steps store next to an image digest, and finding it again:
+ * signed statements (Sigstore bundles) and plain artifacts as OCI referrers,
+ * and legacy cosign v2 `.sig` signatures. The documents and signatures come
+ * from ci/src/sign, ci/src/sbom and ci/src/provenance (pure); every registry
+ * write goes through ci/src/registry/referrers.ts (referrers API or the
+ * `sha256-<hex>` fallback index, tagged read-modify-writes, tags).
+ * Idempotent: an attestation that already verifies with the same predicate is
+ * not signed or pushed again, so a re-run after a failure converges instead of
+ * piling up referrers.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { EMPTY_JSON, EMPTY_JSON_DIGEST, MediaType, descriptorOf, jsonBytes, type Descriptor, type ImageManifest } from '../oci/types.ts';
-import type { RegistryClient } from '../registry/index.ts';
+import { StellaError } from '../errors.ts';
+import { EMPTY_JSON, EMPTY_JSON_DIGEST, MediaType, assertDigest, descriptorOf, jsonBytes, type Descriptor, type ImageManifest } from '../oci/types.ts';
+import { pushReferrer, updateTaggedManifest, type RegistryClient } from '../registry/index.ts';
 import {
-  publishAttestation,
+  bundleReferrerManifest,
+  legacySignatureManifest,
+  legacySignatureTag,
+  legacySignaturesOf,
+  signLegacy,
+  signStatement,
   verifyBundle,
+  verifyLegacySignature,
   BUNDLE_PREDICATE_TYPE_ANNOTATION,
   type InTotoStatement,
+  type SigningKey,
   type SigstoreBundle,
+  type StatementSigner,
 } from '../sign/index.ts';
 import type { Signing } from './context.ts';
 
@@ -71,8 +84,60 @@ export async function verifiedAttestations(s: Subject, predicateType: string, si
   return out;
 }
 
-async function pushBlobs(s: Subject, blobs: readonly { digest: string; bytes: Uint8Array }[]): Promise<void> {
-  for (const b of blobs) await s.client.pushBlob(s.repo, b.bytes, b.digest);
+/**
+ * Signs `statement` (its subject must carry the subject's digest) and attaches
+ * the bundle as a referrer of the subject. Returns the referrer digest and how
+ * it was attached (`api`, or `fallback`: the `sha256-<hex>` index).
+ */
+export async function publishAttestation(s: Subject, statement: InTotoStatement, signer: StatementSigner, created?: string): Promise<{ referrer: string; mode: 'api' | 'fallback'; bundle: SigstoreBundle }> {
+  const what = `${s.client.registry}/${s.repo}@${s.descriptor.digest}`;
+  const hex = assertDigest(s.descriptor.digest, `attestation subject in ${s.repo}`).slice('sha256:'.length);
+  if (!statement.subject.some((x) => x.digest?.['sha256'] === hex)) {
+    throw new StellaError('INVALID_ARGUMENT', `${what}: the ${statement.predicateType} statement does not name this image: expected a subject with digest ${s.descriptor.digest}`);
+  }
+  const bundle = await signStatement(statement, signer, what);
+  const referrer = bundleReferrerManifest(bundle, s.descriptor, statement.predicateType, created ? { created } : {});
+  const attached = await pushReferrer(s.client, s.repo, s.descriptor.digest, referrer);
+  return { referrer: attached.digest, mode: attached.mode, bundle };
+}
+
+/** The legacy `.sig` manifest of an image and its signatures with their payloads, if any. */
+export async function readLegacySignatures(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+): Promise<{ manifest: ImageManifest; signatures: { payload: Uint8Array; signatureB64: string }[] } | undefined> {
+  const tag = legacySignatureTag(digest);
+  if ((await client.resolve(repo, tag)) === undefined) return undefined;
+  const manifest = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, tag)).bytes)) as ImageManifest;
+  const signatures = [];
+  for (const x of legacySignaturesOf(manifest)) signatures.push({ payload: await client.getBlob(repo, x.layer.digest), signatureB64: x.signatureB64 });
+  return { manifest, signatures };
+}
+
+/**
+ * Adds a cosign v2 simple-signing signature of `digest` by `key` to its
+ * `sha256-<hex>.sig` manifest (read-modify-write: other signers' signatures are
+ * kept), unless a signature by this key already verifies there. `dockerReference`
+ * is the repository without tag (the payload's `docker-reference`).
+ */
+export async function attachLegacySignature(client: RegistryClient, repo: string, digest: string, key: SigningKey, dockerReference: string): Promise<{ tag: string; written: boolean }> {
+  const tag = legacySignatureTag(digest);
+  const existing = await readLegacySignatures(client, repo, digest);
+  const valid = existing?.signatures.some((x) => {
+    try {
+      verifyLegacySignature(x.payload, x.signatureB64, key.publicKeyPem, digest);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (valid) return { tag, written: false };
+  const sig = signLegacy(key, dockerReference, digest);
+  const { changed } = await updateTaggedManifest(client, repo, tag, (current) =>
+    legacySignatureManifest([sig], current ? (JSON.parse(new TextDecoder().decode(current.bytes)) as ImageManifest) : undefined),
+  );
+  return { tag, written: changed };
 }
 
 /**
@@ -95,7 +160,7 @@ export async function attest(
       }
     }
   }
-  const published = await publishAttestation(s.client, s.repo, s.descriptor, statement, signing.signer);
+  const published = await publishAttestation(s, statement, signing.signer);
   return { digest: published.referrer, written: true };
 }
 
@@ -128,8 +193,7 @@ export function artifactManifest(artifactType: string, file: { bytes: Uint8Array
 /** Attaches a plain artifact referrer (idempotent: same bytes, same digest, listed once). */
 export async function attachArtifact(s: Subject, artifactType: string, file: { bytes: Uint8Array; mediaType: string; title: string }): Promise<string> {
   const a = artifactManifest(artifactType, file, s.descriptor);
-  await pushBlobs(s, a.blobs);
-  await s.client.attachReferrer(s.repo, s.descriptor.digest, a.manifestBytes, MediaType.ociManifest);
+  await pushReferrer(s.client, s.repo, s.descriptor.digest, { ...a, mediaType: MediaType.ociManifest });
   return a.digest;
 }
 

@@ -1,47 +1,55 @@
 /**
- * The publishing functions as the front ends (CLI and Dagger) call them: each
+ * The pipeline's functions as the front ends (CLI and Dagger) call them: each
  * takes plain arguments (paths, strings, resolved secrets) and returns the
- * JSON document it prints.
+ * JSON document it prints. Each step's options come from the same builders
+ * `release()` uses (./pipeline.ts), so a step run on its own writes what the
+ * release writes.
  */
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { readBuildDocument, build } from '../build/index.ts';
-import { buildBase, fetchBaseInputs } from '../base/index.ts';
-import { pushLayout } from '../registry/index.ts';
 import { loadPrivateKey, loadPublicKey } from '../sign/index.ts';
 import { planTags } from '../tags/index.ts';
 import { selectServices } from '../catalog/index.ts';
-import { Registries, dockerConfigPath, identityTrust, signingKeyless, signingWithKey, type IdentityOptions, type KeylessOptions, type Signing, type StepIo } from './context.ts';
+import { flag } from '../dagger/names.ts';
+import { Registries, identityTrust, signingKeyless, signingWithKey, type IdentityOptions, type KeylessOptions, type Signing, type StepIo } from './context.ts';
 import type { BundleTrust } from '../sign/index.ts';
-import type { Credentials } from '../registry/index.ts';
-import { sourceRevision } from './git.ts';
 import { sbomStep } from './sbom.ts';
 import { signStep } from './signatures.ts';
 import { provenanceStep } from './provenance.ts';
 import { verifyStep } from './verify.ts';
 import { publishStep } from './publish.ts';
-import { BASE_REPOSITORY, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, SOURCE_REPOSITORY, registryCredentials, release } from './pipeline.ts';
+import {
+  DEFAULT_BASE_LAYOUT,
+  DEFAULT_NAMESPACE,
+  DEFAULT_OUT,
+  DEFAULT_REGISTRY,
+  buildAndPushBase,
+  provenanceOptions,
+  publishOptions,
+  registryAccess,
+  release,
+  resolveRevision,
+  sbomOptions,
+  signOptions,
+  stepSecrets,
+  type AttachInputs,
+} from './pipeline.ts';
 
 type A = Readonly<Record<string, string | boolean | number | undefined>>;
+type FnIo = StepIo & { readonly source: string };
 const str = (a: A, k: string): string | undefined => (a[k] === undefined ? undefined : String(a[k]));
 const req = (a: A, k: string, what: string): string => {
   const v = str(a, k);
-  if (!v) throw new StellaError('INVALID_ARGUMENT', `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is required (${what})`);
+  if (!v) throw new StellaError('INVALID_ARGUMENT', `${flag(k)} is required (${what})`);
   return v;
 };
 
-function registries(a: A): Registries {
-  return new Registries(registryAccess(a));
-}
-
-/** Credentials from the flags, else from a Docker config file (given, or the user's default one). */
-function registryAccess(a: A): { credentials?: Credentials; dockerConfig?: string } {
-  const credentials = registryCredentials(str(a, 'registryUsername'), str(a, 'registryPassword'));
-  if (credentials) return { credentials };
-  const dockerConfig = dockerConfigPath(str(a, 'dockerConfig'));
-  return dockerConfig ? { dockerConfig } : {};
-}
+const accessOf = (a: A) => registryAccess({ registryUsername: str(a, 'registryUsername'), registryPassword: str(a, 'registryPassword'), dockerConfig: str(a, 'dockerConfig') });
+const registries = (a: A) => new Registries(accessOf(a));
+const secretsOf = (a: A) => stepSecrets({ keyPassword: str(a, 'keyPassword'), registryPassword: str(a, 'registryPassword'), identityToken: str(a, 'identityToken') });
+const revision = (a: A, source: string) => resolveRevision(source, str(a, 'gitCommit'), a.sourceDateEpoch as number | undefined);
 
 /** A key (--key) or keyless (--identity-token) signer; exactly one. */
 function keySigning(a: A): Signing {
@@ -56,11 +64,11 @@ function keylessOf(a: A): KeylessOptions | undefined {
   return token ? { identityToken: token, fulcioUrl: str(a, 'fulcioUrl'), rekorUrl: str(a, 'rekorUrl') } : undefined;
 }
 
-async function readArgFile(a: A, k: string, flag: string, source: string): Promise<string | undefined> {
+async function readArgFile(a: A, k: string, source: string): Promise<string | undefined> {
   const path = str(a, k);
   if (!path) return undefined;
   return readFile(resolve(source, path), 'utf8').catch((e: Error) => {
-    throw new StellaError('INVALID_ARGUMENT', `${flag} ${path}: ${e.message}`);
+    throw new StellaError('INVALID_ARGUMENT', `${flag(k)} ${path}: ${e.message}`);
   });
 }
 
@@ -68,14 +76,14 @@ async function identityOf(a: A, source: string): Promise<IdentityOptions> {
   return {
     certificateIdentity: str(a, 'certificateIdentity'),
     certificateOidcIssuer: str(a, 'certificateOidcIssuer'),
-    trustedRoot: await readArgFile(a, 'trustedRoot', '--trusted-root', source),
+    trustedRoot: await readArgFile(a, 'trustedRoot', source),
     insecureIgnoreSct: a.insecureIgnoreSct === true,
   };
 }
 
 /** The public key (--public-key) or the keyless identity to trust; exactly one. */
 async function trust(a: A, source: string): Promise<BundleTrust> {
-  const pem = await readArgFile(a, 'publicKey', '--public-key', source);
+  const pem = await readArgFile(a, 'publicKey', source);
   const identity = identityTrust(await identityOf(a, source));
   if (pem && identity) throw new StellaError('INVALID_ARGUMENT', 'give --public-key or the keyless identity options, not both');
   if (identity) return identity;
@@ -88,30 +96,29 @@ async function images(a: A, source: string) {
   return readBuildDocument(resolve(source, req(a, 'images', 'the build document written by `build --output`, e.g. dist/build.json')));
 }
 
-function revision(a: A, source: string): { commit: string; time: number } {
-  const commit = str(a, 'gitCommit');
-  const time = a.sourceDateEpoch as number | undefined;
-  if (commit && time !== undefined) return { commit, time };
-  const rev = sourceRevision(source);
-  return { commit: commit ?? rev.commit, time: time ?? rev.time };
+/** What sbom, sign and provenance share, from their flags: as `release()` assembles it. */
+async function attachInputs(a: A, io: FnIo): Promise<AttachInputs> {
+  return { source: io.source, images: await images(a, io.source), registries: registries(a), signing: keySigning(a), revision: revision(a, io.source), secrets: secretsOf(a) };
 }
 
-const secretsOf = (a: A) => [a.keyPassword, a.registryPassword, a.identityToken].filter((s): s is string => typeof s === 'string' && s.length > 0);
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
-export async function buildBaseFn(a: A, io: StepIo & { source: string }): Promise<string> {
-  const registry = str(a, 'registry') ?? DEFAULT_REGISTRY;
-  const namespace = str(a, 'namespace') ?? DEFAULT_NAMESPACE;
-  const layout = resolve(io.source, str(a, 'ociLayout') ?? 'dist/base-layout');
-  await fetchBaseInputs({ updateLock: a.updateLock === true, log: (l) => io.progress(l) });
-  const { time } = revision(a, io.source);
-  const base = await buildBase({ outLayout: layout, sourceDateEpoch: time });
-  const repo = `${namespace}/${BASE_REPOSITORY}`;
-  await pushLayout(registries(a).client(registry), layout, repo, base.indexDigest);
-  return json({ ref: `${registry}/${repo}@${base.indexDigest}`, digest: base.indexDigest, platforms: base.platforms, layout, nodeVersion: base.nodeVersion });
+export async function buildBaseFn(a: A, io: FnIo): Promise<string> {
+  const base = await buildAndPushBase(
+    {
+      registry: str(a, 'registry') ?? DEFAULT_REGISTRY,
+      namespace: str(a, 'namespace') ?? DEFAULT_NAMESPACE,
+      layout: resolve(io.source, str(a, 'ociLayout') ?? DEFAULT_BASE_LAYOUT),
+      sourceDateEpoch: revision(a, io.source).time,
+      registries: registries(a),
+      updateLock: a.updateLock === true,
+    },
+    io,
+  );
+  return json(base);
 }
 
-export async function buildFn(a: A, io: StepIo & { source: string }): Promise<string> {
+export async function buildFn(a: A, io: FnIo): Promise<string> {
   const { commit, time } = revision(a, io.source);
   const layout = str(a, 'ociLayout');
   const registry = str(a, 'registry');
@@ -125,59 +132,41 @@ export async function buildFn(a: A, io: StepIo & { source: string }): Promise<st
     push: registry || !layout ? { registry: registry ?? DEFAULT_REGISTRY, namespace: str(a, 'namespace') ?? DEFAULT_NAMESPACE } : undefined,
     ociLayout: layout ? resolve(io.source, layout) : undefined,
     platforms: str(a, 'platforms')?.split(',').map((p) => p.trim()),
-    registryOptions: registryAccess(a),
+    registryOptions: accessOf(a),
     progress: (l) => io.progress(l),
   });
   return json(doc);
 }
 
-export async function sbomFn(a: A, io: StepIo & { source: string }): Promise<string> {
-  const { time } = revision(a, io.source);
-  const r = await sbomStep({ images: await images(a, io.source), registries: registries(a), signing: keySigning(a), sourceDateEpoch: time, toolVersion: 'stella-release', secrets: secretsOf(a), outDir: str(a, 'outDir') }, io);
-  return json({ sboms: r });
+export async function sbomFn(a: A, io: FnIo): Promise<string> {
+  const outDir = str(a, 'outDir');
+  return json({ sboms: await sbomStep(await sbomOptions(await attachInputs(a, io), outDir ? resolve(io.source, outDir) : undefined), io) });
 }
 
-export async function signFn(a: A, io: StepIo & { source: string }): Promise<string> {
-  return json({ signatures: await signStep({ images: await images(a, io.source), registries: registries(a), signing: keySigning(a) }, io) });
+export async function signFn(a: A, io: FnIo): Promise<string> {
+  return json({ signatures: await signStep(signOptions({ images: await images(a, io.source), registries: registries(a), signing: keySigning(a) }), io) });
 }
 
-export async function provenanceFn(a: A, io: StepIo & { source: string }): Promise<string> {
-  const { commit, time } = revision(a, io.source);
-  const plan = planTags({ version: req(a, 'version', 'the version being released'), ref: str(a, 'ref') });
-  const base = req(a, 'base', 'the base image the build used, by digest');
-  const doc = await images(a, io.source);
-  const now = new Date();
-  const r = await provenanceStep(
-    {
-      images: doc,
-      registries: registries(a),
-      signing: keySigning(a),
-      version: plan.imageVersion,
-      source: { repository: SOURCE_REPOSITORY, commit, ref: str(a, 'ref') },
-      sourceDateEpoch: time,
-      baseImage: { uri: base.slice(0, base.lastIndexOf('@')), digest: base.slice(base.lastIndexOf('@') + 1) },
-      builderId: 'https://stellaops.io/builders/stella-release/local',
-      invocation: { startedOn: now, finishedOn: now },
-      toolVersions: { node: process.version },
-      secrets: secretsOf(a),
-    },
-    io,
-  );
-  return json({ provenance: r });
+export async function provenanceFn(a: A, io: FnIo): Promise<string> {
+  const startedOn = new Date();
+  const ref = str(a, 'ref');
+  const plan = planTags({ version: req(a, 'version', 'the version being released'), ref });
+  const o = await provenanceOptions(await attachInputs(a, io), { version: plan.imageVersion, ref, base: req(a, 'base', 'the base image the build used, by digest'), startedOn });
+  return json({ provenance: await provenanceStep(o, io) });
 }
 
-export async function verifyFn(a: A, io: StepIo & { source: string }): Promise<string> {
+export async function verifyFn(a: A, io: FnIo): Promise<string> {
   const r = await verifyStep({ images: await images(a, io.source), registries: registries(a), trust: await trust(a, io.source), spdxSchema: str(a, 'spdxSchema') }, io);
   return json({ verified: r });
 }
 
-export async function publishFn(a: A, io: StepIo & { source: string }): Promise<string> {
+export async function publishFn(a: A, io: FnIo): Promise<string> {
   const plan = planTags({ version: req(a, 'version', 'the version whose tags to publish'), ref: str(a, 'ref'), date: str(a, 'date') });
-  const r = await publishStep({ images: await images(a, io.source), registries: registries(a), trust: await trust(a, io.source), plan, dryRun: a.dryRun === true }, io);
+  const r = await publishStep(publishOptions({ images: await images(a, io.source), registries: registries(a), trust: await trust(a, io.source), plan, dryRun: a.dryRun === true }), io);
   return json({ tags: r });
 }
 
-export async function releaseFn(a: A, io: StepIo & { source: string }): Promise<string> {
+export async function releaseFn(a: A, io: FnIo): Promise<string> {
   const record = await release(
     {
       source: io.source,
@@ -195,7 +184,9 @@ export async function releaseFn(a: A, io: StepIo & { source: string }): Promise<
       registryUsername: str(a, 'registryUsername'),
       registryPassword: str(a, 'registryPassword'),
       dockerConfig: str(a, 'dockerConfig'),
-      out: str(a, 'out') ? resolve(io.source, str(a, 'out')!) : join(io.source, 'dist'),
+      out: resolve(io.source, str(a, 'out') ?? DEFAULT_OUT),
+      gitCommit: str(a, 'gitCommit'),
+      sourceDateEpoch: a.sourceDateEpoch as number | undefined,
       dryRun: a.dryRun === true,
     },
     io,

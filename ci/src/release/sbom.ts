@@ -5,8 +5,14 @@
  * runtime, and the application SBOM the image carries at /app/sbom.spdx.json —
  * then attached twice: as a signed attestation (SPDX predicate, as cosign
  * verifies it) and as a plain `application/spdx+json` referrer.
+ *
+ * Each blob is fetched once per run: images share their base layers, so blob
+ * reads go through a cache by digest kept on disk (a temp dir removed when the
+ * step ends), and what is read out of a layer (OS packages, the app SBOM) is
+ * kept per digest.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { MediaType, digestHex, platformName, type ImageIndex, type ImageManifest } from '../oci/types.ts';
@@ -24,6 +30,7 @@ import {
   type SpdxDocument,
 } from '../sbom/index.ts';
 import { attachArtifact, attest, subjectOf, type Subject } from './attach.ts';
+import type { RegistryClient } from '../registry/index.ts';
 import type { BuildDocument, Registries, Signing, StepIo } from './context.ts';
 
 export const APP_SBOM_PATH = 'app/sbom.spdx.json';
@@ -69,8 +76,53 @@ async function nodeVersionOf(config: ImageConfig, source: string): Promise<strin
   return readNodePin(join(source, 'package.json'));
 }
 
+/**
+ * Blob reads by digest for one run, each fetched once: the bytes go to a temp
+ * dir (bounded by disk, not memory) and are read back from there. Content is
+ * addressed by digest and verified by the client on fetch, so a blob fetched
+ * from one repository serves every repository that references it.
+ */
+class BlobCache {
+  readonly #dir: Promise<string>;
+  readonly #pending = new Map<string, Promise<string>>();
+
+  constructor() {
+    this.#dir = mkdtemp(join(tmpdir(), 'stella-sbom-blobs-'));
+  }
+
+  async get(client: RegistryClient, repo: string, digest: string): Promise<Uint8Array> {
+    let path = this.#pending.get(digest);
+    if (!path) {
+      path = (async () => {
+        const file = join(await this.#dir, digestHex(digest));
+        const bytes = await client.getBlob(repo, digest);
+        await writeFile(`${file}.part`, bytes);
+        await rename(`${file}.part`, file);
+        return file;
+      })();
+      this.#pending.set(digest, path);
+      path.catch(() => this.#pending.delete(digest));
+    }
+    return new Uint8Array(await readFile(await path));
+  }
+
+  async dispose(): Promise<void> {
+    await rm(await this.#dir, { recursive: true, force: true });
+  }
+}
+
 export async function sbomStep(o: SbomStepOptions, io: StepIo & { readonly source: string }): Promise<SbomResult[]> {
-  const osCache = new Map<string, OsPackage[]>();
+  const blobs = new BlobCache();
+  try {
+    return await sbomSteps(o, io, blobs);
+  } finally {
+    await blobs.dispose();
+  }
+}
+
+async function sbomSteps(o: SbomStepOptions, io: StepIo & { readonly source: string }, blobs: BlobCache): Promise<SbomResult[]> {
+  /** What each layer holds, by digest: its OS packages and, if any, the app SBOM. */
+  const layerCache = new Map<string, { pkgs: OsPackage[]; app: Uint8Array | undefined }>();
   const results: SbomResult[] = [];
   for (const image of o.images.images) {
     const { client, repo } = o.registries.forRepository(image.repository);
@@ -82,21 +134,19 @@ export async function sbomStep(o: SbomStepOptions, io: StepIo & { readonly sourc
       if (!d.platform) continue;
       const platform = platformName(d.platform);
       const manifest = json<ImageManifest>((await client.getManifest(repo, d.digest)).bytes);
-      const config = json<ImageConfig>(await client.getBlob(repo, manifest.config.digest));
+      const config = json<ImageConfig>(await blobs.get(client, repo, manifest.config.digest));
       const osPackages: OsPackage[] = [];
       let app: SpdxDocument | undefined;
       for (const layer of manifest.layers) {
-        let pkgs = osCache.get(layer.digest);
-        const blob = pkgs && app ? undefined : await client.getBlob(repo, layer.digest);
-        if (!pkgs) {
-          pkgs = await readOsPackagesFromLayer(blob!, `layer ${layer.digest} of ${image.repository}`);
-          osCache.set(layer.digest, pkgs);
+        let read = layerCache.get(layer.digest);
+        if (!read) {
+          const blob = await blobs.get(client, repo, layer.digest);
+          read = { pkgs: await readOsPackagesFromLayer(blob, `layer ${layer.digest} of ${image.repository}`), app: await readLayerFile(blob, APP_SBOM_PATH) };
+          layerCache.set(layer.digest, read);
         }
-        osPackages.push(...pkgs);
-        if (blob) {
-          const appBytes = await readLayerFile(blob, APP_SBOM_PATH);
-          if (appBytes) app = json<SpdxDocument>(appBytes);
-        }
+        osPackages.push(...read.pkgs);
+        // The last layer carrying the file wins, as in the image's filesystem.
+        if (read.app) app = json<SpdxDocument>(read.app);
       }
       if (!app) {
         throw new StellaError('SBOM_INVALID', `${image.repository}@${d.digest} (${platform}): the image carries no /${APP_SBOM_PATH}; expected the application SBOM baked in by the build`);

@@ -4,15 +4,8 @@
  * stored as a referrer), and, for cosign v2 users, the legacy simple-signing
  * signature under the `sha256-<hex>.sig` tag. Only digests are signed.
  */
-import type { ImageManifest } from '../oci/types.ts';
-import {
-  imageSignatureStatement,
-  legacySignatureTag,
-  legacySignaturesOf,
-  publishLegacySignature,
-  verifyLegacySignature,
-} from '../sign/index.ts';
-import { attest, subjectOf } from './attach.ts';
+import { imageSignatureStatement } from '../sign/index.ts';
+import { attachLegacySignature, attest, subjectOf } from './attach.ts';
 import type { BuildDocument, Registries, Signing, StepIo } from './context.ts';
 
 export interface SignStepOptions {
@@ -40,37 +33,12 @@ export async function signStep(o: SignStepOptions, io: StepIo): Promise<SignResu
     let legacyTag: string | undefined;
     let legacyWritten = false;
     if ((o.legacy ?? true) && o.signing.key) {
-      legacyTag = legacySignatureTag(image.digest);
-      const existing = await readLegacy(o, image.repository, legacyTag);
-      const valid = existing?.signatures.some((s) => {
-        try {
-          verifyLegacySignature(s.payload, s.signatureB64, o.signing.key!.publicKeyPem, image.digest);
-          return true;
-        } catch {
-          return false;
-        }
-      });
-      if (!valid) {
-        await publishLegacySignature(client, repo, image.digest, o.signing.key, image.repository);
-        legacyWritten = true;
-      }
+      const legacy = await attachLegacySignature(client, repo, image.digest, o.signing.key, image.repository);
+      legacyTag = legacy.tag;
+      legacyWritten = legacy.written;
     }
     io.progress(`${image.service}: ${bundle.written || legacyWritten ? 'signed' : 'already signed'} ${image.digest.slice(0, 19)}`);
     out.push({ service: image.service, digest: image.digest, bundleReferrer: bundle.digest, legacyTag, written: bundle.written || legacyWritten });
   }
   return out;
-}
-
-/** The legacy `.sig` manifest of an image and its signatures with their payloads, if any. */
-export async function readLegacy(
-  o: { registries: Registries },
-  repository: string,
-  tag: string,
-): Promise<{ manifest: ImageManifest; signatures: { payload: Uint8Array; signatureB64: string }[] } | undefined> {
-  const { client, repo } = o.registries.forRepository(repository);
-  if ((await client.resolve(repo, tag)) === undefined) return undefined;
-  const manifest = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, tag)).bytes)) as ImageManifest;
-  const signatures = [];
-  for (const s of legacySignaturesOf(manifest)) signatures.push({ payload: await client.getBlob(repo, s.layer.digest), signatureB64: s.signatureB64 });
-  return { manifest, signatures };
 }

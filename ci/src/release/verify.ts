@@ -13,9 +13,8 @@ import { MediaType, platformName, type ImageIndex } from '../oci/types.ts';
 import { validateProvenance, SLSA_PROVENANCE_V1 } from '../provenance/index.ts';
 import { spdxReport, SPDX_PREDICATE_TYPE, type SpdxDocument } from '../sbom/index.ts';
 import { COSIGN_SIGN_PREDICATE_TYPE, legacySignatureTag, verifyLegacySignature } from '../sign/index.ts';
-import { artifactFiles, subjectOf, verifiedAttestations, type Subject } from './attach.ts';
+import { artifactFiles, readLegacySignatures, subjectOf, verifiedAttestations, type Subject } from './attach.ts';
 import type { BuildDocument, BuiltImage, Registries, Signing, StepIo } from './context.ts';
-import { readLegacy } from './signatures.ts';
 
 export interface VerifyOptions {
   readonly images: BuildDocument;
@@ -63,7 +62,7 @@ export async function verifyImage(o: VerifyOptions, image: BuiltImage): Promise<
   // Legacy signature (cosign v2).
   const wantLegacy = o.requireLegacy ?? 'publicKeyPem' in o.trust;
   if (wantLegacy && 'publicKeyPem' in o.trust) {
-    const legacy = await readLegacy(o, image.repository, legacySignatureTag(image.digest));
+    const legacy = await readLegacySignatures(client, repo, image.digest);
     const errors: string[] = [];
     const ok = legacy?.signatures.some((s) => {
       try {

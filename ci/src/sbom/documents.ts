@@ -15,7 +15,7 @@
 import { StellaError } from '../errors.ts';
 import { assertDigest, digestHex, parsePlatform } from '../oci/types.ts';
 import { serviceByName } from '../catalog/index.ts';
-import { assertNoSecrets } from '../provenance/secrets.ts';
+import { assertNoSecrets } from '../redact/index.ts';
 import { licenseRefsIn, npmLicenseExpression } from './license.ts';
 import {
   DOCUMENT_ID, NAMESPACE_BASE, NOASSERTION, SUPPLIER, byCodeUnit, creators, debPurl, genericPurl, imageIndexPackageId,
@@ -102,8 +102,9 @@ function rel(a: string, type: string, b: string): SpdxRelationship {
   return { spdxElementId: a, relationshipType: type, relatedSpdxElement: b };
 }
 
+/** The last check (ci/src/redact): the known secrets in any encoding, and any URL carrying a password. */
 function checkSecrets(doc: SpdxDocument, secrets: readonly string[] | undefined, what: string): SpdxDocument {
-  if (secrets && secrets.length > 0) assertNoSecrets(doc, secrets, what);
+  assertNoSecrets(doc, secrets ?? [], what);
   return doc;
 }
 
@@ -207,7 +208,7 @@ export interface ImageSbomOptions {
   readonly secrets?: readonly string[];
 }
 
-function osSpdxPackage(p: OsPackage, distro: string): SpdxPackage {
+export function osSpdxPackage(p: OsPackage, distro: string): SpdxPackage {
   const purl = debPurl(p.name, p.version, p.architecture, distro, p.source !== p.name || p.sourceVersion ? (p.sourceVersion ? `${p.source}@${p.sourceVersion}` : p.source) : undefined);
   const maint = p.maintainer ? /^(.*?)\s*<([^>]+)>\s*$/.exec(p.maintainer) : null;
   const supplier = p.maintainer ? `Organization: ${maint ? `${maint[1]} (${maint[2]})` : p.maintainer}` : NOASSERTION;

@@ -7,9 +7,8 @@
  */
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import * as tar from 'tar-stream';
+import type { Readable } from 'node:stream';
+import { readTar } from '../oci/tar.ts';
 import { StellaError } from '../errors.ts';
 import { parseControlParagraphs } from './control.ts';
 import { dep5License } from './license.ts';
@@ -170,30 +169,14 @@ export async function readOsPackagesFromLayer(layer: Uint8Array | Readable, what
   const files = new Map<string, Uint8Array>();
   const links = new Map<string, string>();
   const dirs = new Set<string>();
-  let input: Readable;
-  if (layer instanceof Uint8Array) {
-    const gz = layer[0] === 0x1f && layer[1] === 0x8b;
-    input = gz ? Readable.from([layer]).pipe(createGunzip()) : Readable.from([layer]);
-  } else {
-    input = layer;
-  }
-  const extract = tar.extract();
-  input.on('error', (err) => extract.destroy(err));
-  input.pipe(extract);
   try {
-    for await (const entry of extract) {
-      const h = entry.header;
+    await readTar(layer, async (e) => {
+      const h = e.header;
       const path = clean(h.name);
-      if (h.type === 'symlink' && h.linkname) links.set(path, h.linkname);
-      else if (h.type === 'directory') dirs.add(path);
-      else if ((h.type === 'file' || h.type === 'contiguous-file') && wantedInLayer(path) && (h.size ?? 0) <= MAX_METADATA_BYTES) {
-        const chunks: Buffer[] = [];
-        for await (const c of entry) chunks.push(c as Buffer);
-        files.set(path, Buffer.concat(chunks));
-        continue;
-      }
-      entry.resume();
-    }
+      if (e.type === 'symlink' && h.linkname) links.set(path, h.linkname);
+      else if (e.type === 'directory') dirs.add(path);
+      else if ((e.type === 'file' || e.type === 'contiguous-file') && wantedInLayer(path) && (h.size ?? 0) <= MAX_METADATA_BYTES) files.set(path, await e.content());
+    });
   } catch (err) {
     throw new StellaError('SBOM_INVALID', `${what}: cannot read the layer as a tar archive (${err instanceof Error ? err.message : String(err)})`, { cause: err });
   }

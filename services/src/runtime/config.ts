@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configFor, serviceByName } from '../../../ci/src/catalog/config.ts';
+import { REDACTED, isSecretKeyName, redactText, urlPasswords } from '../../../ci/src/redact/index.ts';
 import type { ConfigKey, ServiceName, ServiceSpec } from '../../../ci/src/catalog/types.ts';
 
 export type ConfigValue = string | number | boolean | readonly string[];
@@ -34,11 +35,38 @@ export interface ConfigEntry {
 
 export class ConfigError extends Error {
   readonly problems: readonly string[];
-  constructor(problems: readonly string[]) {
+  /** The secrets read before the error (secret keys' values, URL passwords): redact them before showing the message. */
+  readonly secrets: readonly string[];
+  constructor(problems: readonly string[], secrets: readonly string[] = []) {
     super(problems.length === 1 ? `config: ${problems[0]}` : `config: ${problems.length} problems: ${problems.join('; ')}`);
     this.name = 'ConfigError';
     this.problems = problems;
+    this.secrets = secrets;
   }
+}
+
+/**
+ * The secrets a raw value of `k` holds: a secret key's value (for a URL, its password,
+ * or the whole value when there is none to find), and the password of any URL in it.
+ */
+export function secretsOfValue(k: ConfigKey, raw: string): string[] {
+  const passwords = urlPasswords(raw);
+  if (!k.secret) return passwords;
+  if (k.type === 'url') {
+    let u: URL | undefined;
+    try {
+      u = new URL(raw.trim());
+    } catch {
+      // malformed: nothing to take apart
+    }
+    if (u) {
+      // A well-formed URL: its password and secret-named query parameters (?password=…) are the secret.
+      const params = [...u.searchParams].filter(([name, v]) => v && isSecretKeyName(name)).map(([, v]) => v);
+      return [...passwords, ...params];
+    }
+    if (passwords.length > 0) return passwords;
+  }
+  return [raw, raw.trim()];
 }
 
 export const DEFAULT_CONFIG_DIR = '/etc/stella';
@@ -127,19 +155,15 @@ export class Config {
     return durationMs(this.str(key));
   }
 
-  /** Values of every secret key that is set (for the log redactor). */
+  /** Secret keys' values and URL passwords of every key that is set (for the log redactor). */
   secretValues(): string[] {
     const out: string[] = [];
     for (const e of this.entries.values()) {
       if (e.value === undefined) continue;
       const text = Array.isArray(e.value) ? e.value.join(',') : String(e.value);
-      if (e.key.secret) out.push(text);
-      if (e.key.type === 'url') {
-        const pw = urlPassword(text);
-        if (pw) out.push(pw);
-      }
+      out.push(...secretsOfValue(e.key, text));
     }
-    return out;
+    return [...new Set(out)];
   }
 
   /** The console's config discovery view: discoverable keys only, never a secret. */
@@ -157,7 +181,7 @@ export class Config {
     const out: Record<string, string> = {};
     for (const e of this.entries.values()) {
       if (e.value === undefined) continue;
-      out[e.key.key] = e.key.secret ? `<secret from ${e.source}>` : `${Array.isArray(e.value) ? e.value.join(',') : String(e.value)} (${e.source})`;
+      out[e.key.key] = e.key.secret ? `${REDACTED} (${e.source})` : `${redactText(Array.isArray(e.value) ? e.value.join(',') : String(e.value))} (${e.source})`;
     }
     return out;
   }
@@ -207,7 +231,7 @@ function editDistance(a: string, b: string): number {
 }
 
 function shown(k: ConfigKey, raw: string, origin: string): string {
-  return k.secret ? `${k.key} (secret, value hidden${origin})` : `${k.key}=${JSON.stringify(raw)}${origin ? ` (${origin.slice(2)})` : ''}`;
+  return k.secret ? `${k.key} (secret, value hidden${origin})` : `${k.key}=${JSON.stringify(redactText(raw))}${origin ? ` (${origin.slice(2)})` : ''}`;
 }
 
 /** Parses one raw value of `k`; returns the value or a problem description. */
@@ -264,6 +288,7 @@ export function loadConfig(serviceName: ServiceName, opts: LoadOptions = {}): Co
   const byName = new Map<string, ConfigKey>();
   for (const k of keys) byName.set(k.key, k);
   const problems: string[] = [];
+  const secrets: string[] = [];
 
   // Unknown STELLA_* variables.
   for (const name of Object.keys(env).sort()) {
@@ -334,6 +359,7 @@ export function loadConfig(serviceName: ServiceName, opts: LoadOptions = {}): Co
       raw = undefined;
       source = 'unset';
     }
+    if (raw !== undefined) secrets.push(...secretsOfValue(k, raw));
     let value: ConfigValue | undefined;
     if (raw !== undefined) {
       const origin = source === 'env' ? '' : `, from ${path}`;
@@ -351,7 +377,7 @@ export function loadConfig(serviceName: ServiceName, opts: LoadOptions = {}): Co
     if (k.locked && value !== undefined && k.default !== undefined) {
       const def = parseValue(k, String(k.default));
       if ('value' in def && JSON.stringify(def.value) !== JSON.stringify(value)) {
-        problems.push(`${k.key}=${JSON.stringify(raw)} is locked to ${JSON.stringify(String(k.default))} (${k.description})`);
+        problems.push(`${k.secret ? `${k.key} (secret)` : `${k.key}=${JSON.stringify(redactText(raw ?? ''))}`} is locked to ${JSON.stringify(String(k.default))} (${k.description})`);
         continue;
       }
     }
@@ -365,6 +391,6 @@ export function loadConfig(serviceName: ServiceName, opts: LoadOptions = {}): Co
     const e = entries.get('STELLA_CONFIG_DIR')!;
     entries.set('STELLA_CONFIG_DIR', { ...e, value: configDir });
   }
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length) throw new ConfigError(problems, [...new Set(secrets)]);
   return new Config(service, entries);
 }

@@ -18,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Msg, Subscription } from 'nats';
 import type { ServiceName } from '../../../ci/src/catalog/types.ts';
+import { configFor, serviceByName } from '../../../ci/src/catalog/config.ts';
 import { Config, ConfigError, loadConfig } from './config.ts';
 import { Dependencies, type CheckResult } from './deps.ts';
 import { HttpError, matchRoute, sendJson, type RequestContext, type Route } from './http.ts';
@@ -101,22 +102,27 @@ function delay(ms: number): Promise<void> {
 export async function runService(def: ServiceDefinition): Promise<void> {
   const appDir = appDirectory();
   const build = readBuildInfo(appDir);
-  const redactor = new Redactor();
+  // The catalog says which keys are secret: their values are redacted by name from the first
+  // line on (`KEY=value`, { KEY: value }); its other keys are not, whatever their name (STELLA_TOKEN_TTL).
+  const keys = configFor(serviceByName(def.name));
+  const redactor = new Redactor([], { secretKeys: keys.filter((k) => k.secret).map((k) => k.key), publicKeys: keys.filter((k) => !k.secret).map((k) => k.key) });
   const log = new Logger({ service: def.name, version: build.version, redactor });
 
   let config: Config;
   try {
     config = loadConfig(def.name);
+    // Known before anything about the configuration is printed (validate's problems included).
+    redactor.add(config.secretValues());
     const extra = def.validate?.(config) ?? [];
     if (extra.length) throw new ConfigError(extra);
   } catch (e) {
     if (e instanceof ConfigError) {
+      redactor.add(e.secrets);
       log.error(e.message, { exitCode: EXIT_CONFIG });
       process.exit(EXIT_CONFIG);
     }
     throw e;
   }
-  redactor.add(config.secretValues());
   log.level = config.str('STELLA_LOG_LEVEL') as LogLevel;
 
   process.on('uncaughtException', (e) => {
