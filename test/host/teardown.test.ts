@@ -9,7 +9,7 @@
  * socket, pidfile, data-root and exec-root (and no bridge/iptables, so it leaves the host's network
  * alone). Each run's owner (the process it is "live" for) is a `sleep` this test controls.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
@@ -36,6 +36,16 @@ describe.skipIf(skip)('host setup/teardown stop only what their own run started'
   let registry: string;
   let referrers: string;
   let sock: string;
+  let bridge = '';
+  // Whether the host daemon had its default bridge when this file started.
+  const hostBridge = (() => {
+    try {
+      execFileSync('ip', ['link', 'show', 'docker0'], { stdio: 'pipe' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
   const owners: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -44,6 +54,10 @@ describe.skipIf(skip)('host setup/teardown stop only what their own run started'
     registry = `127.0.0.1:${await freePort()}`;
     referrers = `127.0.0.1:${await freePort()}`;
     sock = join(dir, 'docker.sock');
+    // The second dockerd gets a bridge of its own. With --bridge=none, dockerd DELETES an existing
+    // docker0 at start (it "cleans up" the default bridge), which cuts the host daemon's containers off.
+    bridge = `sht${process.pid % 100000}`;
+    execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
     env = {
       ...process.env,
       STELLA_HOST_STATE: join(dir, 'state'),
@@ -55,7 +69,7 @@ describe.skipIf(skip)('host setup/teardown stop only what their own run started'
       STELLA_DOCKER_PIDFILE: join(dir, 'docker.pid'),
       STELLA_DOCKER_DATA_ROOT: join(dir, 'docker-data'),
       STELLA_DOCKER_EXEC_ROOT: join(dir, 'x'),
-      STELLA_DOCKERD_EXTRA_ARGS: '--bridge=none --iptables=false --ip-masq=false --ip-forward=false',
+      STELLA_DOCKERD_EXTRA_ARGS: `--bridge=${bridge} --iptables=false --ip-masq=false --ip-forward=false`,
       STELLA_TEARDOWN_WAIT: '20',
     };
   });
@@ -69,6 +83,7 @@ describe.skipIf(skip)('host setup/teardown stop only what their own run started'
       }
     }
     for (const o of owners) o.kill('SIGKILL');
+    if (bridge) execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -218,4 +233,9 @@ describe.skipIf(skip)('host setup/teardown stop only what their own run started'
     await teardown(first!);
     expect(await answers()).toEqual(ALL_DOWN);
   }, 600_000);
+  // Skipped only where the host daemon itself runs without a default bridge: nothing to protect then.
+  it.skipIf(!hostBridge)('the host\'s own docker0 bridge survives a second daemon coming and going', () => {
+    // dockerd --bridge=none deletes docker0 at start; the second daemon here has its own bridge.
+    expect(() => execFileSync('ip', ['link', 'show', 'docker0'], { stdio: 'pipe' })).not.toThrow();
+  });
 });
