@@ -5,7 +5,8 @@
 #
 # Installs (idempotently):
 #   - from bookworm (apt): docker.io, docker-registry, qemu-user-static, binfmt-support,
-#     postgresql, redis-server, nats-server, buildah, zstd, unzip, jq, curl, iproute2
+#     postgresql, redis-server, nats-server, buildah, zstd, unzip, jq, curl, iproute2,
+#     shellcheck (the Compose scripts are checked with it), iptables
 #     (services are NOT started by apt; the tests start their own PostgreSQL/Redis/NATS)
 #   - from Debian trixie .debs, extracted only (trixie is never added to apt's sources):
 #     docker-buildx, docker-compose v2 (CLI plugins in /usr/local/lib/docker/cli-plugins),
@@ -78,7 +79,7 @@ VERSIONS_FILE=/usr/local/share/stella-host/tool-versions
 
 APT_PACKAGES=(
   docker.io docker-registry qemu-user-static binfmt-support postgresql redis-server
-  nats-server buildah zstd unzip jq curl iproute2 ca-certificates xz-utils
+  nats-server buildah zstd unzip jq curl iproute2 ca-certificates xz-utils shellcheck iptables
 )
 # skopeo 1.18 from trixie needs glibc 2.38 and libgpgme11t64: we ship those beside it.
 SKOPEO_DEBS=(skopeo libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)

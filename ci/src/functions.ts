@@ -18,6 +18,9 @@ import { StellaError } from './errors.ts';
 import { kebab } from './dagger/names.ts';
 import { buildBaseFn, buildFn, provenanceFn, publishFn, releaseFn, sbomFn, signFn, verifyFn } from './release/functions.ts';
 import { DEFAULT_BASE_LAYOUT, DEFAULT_NAMESPACE, DEFAULT_OUT, DEFAULT_REGISTRY } from './release/pipeline.ts';
+import { smokeComposeFn } from './smoke/index.ts';
+import { chartFn, DEFAULT_CHART_OUT } from './chart/function.ts';
+import { supportImagesFn } from './support/function.ts';
 
 export { kebab };
 
@@ -59,7 +62,13 @@ export type DaggerRun =
    * `directoryArg` argument names (default `directoryDefault`). Without `registryArg`,
    * a registry service is started for the run and used.
    */
-  | { readonly kind: 'toolbox-directory'; readonly directoryArg: string; readonly directoryDefault: string; readonly registryArg: string };
+  | { readonly kind: 'toolbox-directory'; readonly directoryArg: string; readonly directoryDefault: string; readonly registryArg: string }
+  /**
+   * `stella-release <name> …` in the toolbox with a Docker-in-Docker service bound as `docker`
+   * (its own daemon, data and network namespace), passed as `--<dockerHostArg> tcp://docker:2375`
+   * unless given; the docker CLI and the compose plugin are added to the toolbox.
+   */
+  | { readonly kind: 'toolbox-docker'; readonly dockerHostArg: string };
 
 /** A runnable example: the arguments after the function name; `daggerThen` continues a `dagger call` chain (e.g. `export --path dist`). */
 export interface Example {
@@ -287,6 +296,66 @@ const definitions: readonly FunctionSpec[] = [
     dagger: { kind: 'toolbox-directory', directoryArg: 'out', directoryDefault: DEFAULT_OUT, registryArg: 'registry' },
     cache: 'never',
     run: (a, io) => releaseFn(a, io),
+  },
+  {
+    name: 'supportImages',
+    description: 'Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream, the OpenTelemetry collector) in deploy/support-images.lock.json: build equivalent images here from locked Debian packages and Go modules (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve, resolve the catalog\'s upstream references to their index digests. Prints the lock.',
+    args: [
+      registryArg,
+      namespaceArg,
+      arg('services', 'string', 'comma-separated support services (postgres, redis, object-store, queue, otel-collector)', { default: 'all' }),
+      arg('resolve', 'boolean', 'resolve the upstream references (catalog upstreamImage) to digests instead of building'),
+      arg('mirrors', 'string', 'with --resolve: registry=host[:port],… to ask instead (a mirror)'),
+      arg('lockFile', 'string', 'the lock to write', { default: 'deploy/support-images.lock.json' }),
+      arg('ociLayout', 'string', 'OCI layout to write the images into', { default: '$STELLA_CACHE/support/layout' }),
+      arg('sbomDir', 'string', 'write the SPDX documents here (<service>/index.spdx.json, linux-amd64.spdx.json, linux-arm64.spdx.json)'),
+      arg('updateLock', 'boolean', 'resolve the Debian package closures and Go binary digests anew and rewrite ci/src/support/inputs.lock.json'),
+      arg('sourceDateEpoch', 'integer', 'timestamp of everything in the images, seconds', { default: '$SOURCE_DATE_EPOCH, else 0' }),
+      ...registryArgs,
+    ],
+    examples: [{ args: '--registry 127.0.0.1:5000 --sbom-dir dist/sbom/support' }, { args: '--resolve' }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => supportImagesFn(a, io),
+  },
+  {
+    name: 'chart',
+    description: 'Package deploy/helm/stella with every image digest of a build (and of the support image lock) written into its values, deterministically (same inputs, byte-identical .tgz); push it as a Helm OCI artifact to oci://<registry>/<namespace>/charts/stella:<chart version>; sign it as images are signed (Sigstore bundle referrer, legacy .sig with a key) and verify that signature. Prints {ref, digest, version, oci, tag, package, signature}.',
+    args: [
+      imagesArg,
+      versionArg,
+      arg('supportLock', 'file', 'support image lock whose digests pin the bundled mode', { default: 'deploy/support-images.lock.json when present' }),
+      registryArg,
+      namespaceArg,
+      arg('out', 'string', 'directory the .tgz is written to', { default: DEFAULT_CHART_OUT }),
+      ...keyArgs,
+      publicKeyArg,
+      ...trustArgs,
+      arg('dryRun', 'boolean', 'package and compute the manifest digest; push and sign nothing (no key needed)'),
+      ...revisionArgs,
+      ...registryArgs,
+    ],
+    examples: [{ args: '--images build.json --version v1.4.0-rc.1 --dry-run' }, { args: `--images build.json --version v1.4.0-rc.1 --registry ghcr.io ${KEY} ${GHCR}` }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => chartFn(a, io),
+  },
+  {
+    name: 'smokeCompose',
+    description: 'Smoke-test the Compose quickstart (deploy/compose/) on a fresh Docker daemon (own empty data-root and socket, started and stopped here; needs root) or the one --docker-host names: quickstart.sh --check, then quickstart.sh --images, timed to all-healthy and to the console answering; only loopback listeners; conseiller/excitator /capabilities merge: false; the seed through the API; a re-run recreates nothing; with --round-trip backup, reset and restore compared row for row and byte for byte. Prints the report; fails listing each check that did not hold.',
+    args: [
+      required('images', 'file', 'build document of the StellaOps images to run (from build --output), e.g. dist/build.json'),
+      arg('dockerHost', 'string', 'Docker daemon to use (unix:// or tcp://), e.g. a Docker-in-Docker service', { default: 'start a fresh daemon (root)' }),
+      arg('supportLock', 'file', 'a candidate support image lock to run instead of the committed one', { default: 'deploy/support-images.lock.json' }),
+      arg('timeout', 'integer', 'seconds quickstart.sh waits for readiness', { default: '300' }),
+      arg('roundTrip', 'boolean', 'also create data, back up, reset, restore and compare everything'),
+      arg('exposePublic', 'boolean', 'finally re-run with EXPOSE_PUBLIC=1 and check the ports listen on every address'),
+      arg('workDir', 'string', 'directory of the install (and the fresh daemon)', { default: 'a temporary directory, removed after' }),
+    ],
+    examples: [{ args: '--images dist/build.json --round-trip --expose-public' }],
+    dagger: { kind: 'toolbox-docker', dockerHostArg: 'dockerHost' },
+    cache: 'never',
+    run: (a, io) => smokeComposeFn(a, io),
   },
 ];
 

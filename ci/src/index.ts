@@ -11,7 +11,7 @@
  * `env:NAME`, never as plain arguments; Files are mounted; publishing functions are never cached.
  */
 import { argument, func, object, type Directory, type File, type Secret } from '@dagger.io/dagger';
-import { generated, inRuntime, inToolbox, inToolboxDirectory } from './dagger/runtime.ts';
+import { generated, inRuntime, inToolbox, inToolboxDirectory, inToolboxWithDocker } from './dagger/runtime.ts';
 
 @object()
 export class Stella {
@@ -525,6 +525,209 @@ export class Stella {
       registryUsername,
       registryPassword,
       dockerConfig,
+    });
+  }
+
+  /**
+   * Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream,
+   * the OpenTelemetry collector) in deploy/support-images.lock.json: build equivalent images
+   * here from locked Debian packages and Go modules (ci/src/support/inputs.lock.json, tools/),
+   * reproducibly, non-root, for linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by
+   * digest; or, with --resolve, resolve the catalog's upstream references to their index
+   * digests. Prints the lock.
+   *
+   * Example: `dagger call support-images --registry 127.0.0.1:5000 --sbom-dir dist/sbom/support`
+   * Example: `dagger call support-images --resolve`
+   *
+   * @param registry registry to push to (default: 127.0.0.1:5000)
+   * @param namespace repository namespace (default: stellaops)
+   * @param services comma-separated support services (postgres, redis, object-store, queue,
+   *   otel-collector) (default: all)
+   * @param resolve resolve the upstream references (catalog upstreamImage) to digests instead of
+   *   building
+   * @param mirrors with --resolve: registry=host[:port],… to ask instead (a mirror)
+   * @param lockFile the lock to write (default: deploy/support-images.lock.json)
+   * @param ociLayout OCI layout to write the images into (default: $STELLA_CACHE/support/layout)
+   * @param sbomDir write the SPDX documents here (<service>/index.spdx.json, linux-amd64.spdx.json,
+   *   linux-arm64.spdx.json)
+   * @param updateLock resolve the Debian package closures and Go binary digests anew and rewrite
+   *   ci/src/support/inputs.lock.json
+   * @param sourceDateEpoch timestamp of everything in the images, seconds (default:
+   *   $SOURCE_DATE_EPOCH, else 0)
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async supportImages(
+    registry?: string,
+    namespace?: string,
+    services?: string,
+    resolve?: boolean,
+    mirrors?: string,
+    lockFile?: string,
+    ociLayout?: string,
+    sbomDir?: string,
+    updateLock?: boolean,
+    sourceDateEpoch?: number,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<string> {
+    return inToolbox(this.source, 'supportImages', {
+      registry,
+      namespace,
+      services,
+      resolve,
+      mirrors,
+      lockFile,
+      ociLayout,
+      sbomDir,
+      updateLock,
+      sourceDateEpoch,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
+    });
+  }
+
+  /**
+   * Package deploy/helm/stella with every image digest of a build (and of the support image
+   * lock) written into its values, deterministically (same inputs, byte-identical .tgz); push it
+   * as a Helm OCI artifact to oci://<registry>/<namespace>/charts/stella:<chart version>; sign
+   * it as images are signed (Sigstore bundle referrer, legacy .sig with a key) and verify that
+   * signature. Prints {ref, digest, version, oci, tag, package, signature}.
+   *
+   * Example: `dagger call chart --images build.json --version v1.4.0-rc.1 --dry-run`
+   * Example: `dagger call chart --images build.json --version v1.4.0-rc.1 --registry ghcr.io --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD --registry-username me --registry-password env:GHCR_TOKEN`
+   *
+   * @param images build document (from build --output), e.g. dist/build.json
+   * @param version vX.Y.Z, vX.Y.Z-rc.N, edge or nightly
+   * @param supportLock support image lock whose digests pin the bundled mode (default:
+   *   deploy/support-images.lock.json when present)
+   * @param registry registry to push to (default: 127.0.0.1:5000)
+   * @param namespace repository namespace (default: stellaops)
+   * @param out directory the .tgz is written to (default: dist/charts)
+   * @param key signing key PEM (PKCS#8, SEC1 or cosign encrypted): env:NAME or file:PATH; or use
+   *   --identity-token
+   * @param keyPassword password of the signing key: env:NAME or file:PATH (default: empty)
+   * @param identityToken keyless signing: an OIDC identity token for Fulcio (env:NAME or file:PATH),
+   *   instead of --key
+   * @param fulcioUrl Fulcio for keyless signing (default: https://fulcio.sigstore.dev)
+   * @param rekorUrl Rekor for keyless signing (default: https://rekor.sigstore.dev)
+   * @param publicKey public key to trust (PEM), e.g. dist/keys/cosign.pub; or the keyless identity
+   *   options
+   * @param certificateIdentity keyless: the identity (certificate SAN, e.g. an email) that must have
+   *   signed
+   * @param certificateOidcIssuer keyless: the OIDC issuer of that identity
+   * @param trustedRoot keyless: Sigstore trusted root JSON (Fulcio CAs, Rekor keys)
+   * @param insecureIgnoreSct keyless: accept certificates without an SCT (a private Fulcio without
+   *   CT log)
+   * @param dryRun package and compute the manifest digest; push and sign nothing (no key needed)
+   * @param gitCommit commit the images are built from (default: git rev-parse HEAD)
+   * @param sourceDateEpoch timestamp of everything built and attested, seconds (default: the commit
+   *   time)
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async chart(
+    images: File,
+    version: string,
+    supportLock?: File,
+    registry?: string,
+    namespace?: string,
+    out?: string,
+    key?: Secret,
+    keyPassword?: Secret,
+    identityToken?: Secret,
+    fulcioUrl?: string,
+    rekorUrl?: string,
+    publicKey?: File,
+    certificateIdentity?: string,
+    certificateOidcIssuer?: string,
+    trustedRoot?: File,
+    insecureIgnoreSct?: boolean,
+    dryRun?: boolean,
+    gitCommit?: string,
+    sourceDateEpoch?: number,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<string> {
+    return inToolbox(this.source, 'chart', {
+      images,
+      version,
+      supportLock,
+      registry,
+      namespace,
+      out,
+      key,
+      keyPassword,
+      identityToken,
+      fulcioUrl,
+      rekorUrl,
+      publicKey,
+      certificateIdentity,
+      certificateOidcIssuer,
+      trustedRoot,
+      insecureIgnoreSct,
+      dryRun,
+      gitCommit,
+      sourceDateEpoch,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
+    });
+  }
+
+  /**
+   * Smoke-test the Compose quickstart (deploy/compose/) on a fresh Docker daemon (own empty
+   * data-root and socket, started and stopped here; needs root) or the one --docker-host names:
+   * quickstart.sh --check, then quickstart.sh --images, timed to all-healthy and to the console
+   * answering; only loopback listeners; conseiller/excitator /capabilities merge: false; the
+   * seed through the API; a re-run recreates nothing; with --round-trip backup, reset and
+   * restore compared row for row and byte for byte. Prints the report; fails listing each check
+   * that did not hold.
+   *
+   * Example: `dagger call smoke-compose --images dist/build.json --round-trip --expose-public`
+   *
+   * @param images build document of the StellaOps images to run (from build --output), e.g.
+   *   dist/build.json
+   * @param dockerHost Docker daemon to use (unix:// or tcp://), e.g. a Docker-in-Docker service
+   *   (default: start a fresh daemon (root))
+   * @param supportLock a candidate support image lock to run instead of the committed one (default:
+   *   deploy/support-images.lock.json)
+   * @param timeout seconds quickstart.sh waits for readiness (default: 300)
+   * @param roundTrip also create data, back up, reset, restore and compare everything
+   * @param exposePublic finally re-run with EXPOSE_PUBLIC=1 and check the ports listen on every
+   *   address
+   * @param workDir directory of the install (and the fresh daemon) (default: a temporary directory,
+   *   removed after)
+   */
+  @func({ cache: 'never' })
+  async smokeCompose(
+    images: File,
+    dockerHost?: string,
+    supportLock?: File,
+    timeout?: number,
+    roundTrip?: boolean,
+    exposePublic?: boolean,
+    workDir?: string,
+  ): Promise<string> {
+    return inToolboxWithDocker(this.source, 'smokeCompose', {
+      images,
+      dockerHost,
+      supportLock,
+      timeout,
+      roundTrip,
+      exposePublic,
+      workDir,
     });
   }
 }

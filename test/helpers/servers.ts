@@ -160,9 +160,13 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Test
   return spawnServer('redis', REDIS_BIN, args, port, dir, `redis://${auth}127.0.0.1:${port}/0`);
 }
 
-/** nats-server (core NATS) on a loopback port (a given one, to bring a dependency up late). */
-export async function startNats(opts: { port?: number } = {}): Promise<TestProcessServer> {
+/**
+ * nats-server on a loopback port (a given one, to bring a dependency up late), with
+ * JetStream (its store in the temp dir) unless `jetstream: false` (core NATS only).
+ */
+export async function startNats(opts: { port?: number; jetstream?: boolean } = {}): Promise<TestProcessServer> {
   const dir = mkdtempSync(join(tmpdir(), 'stella-nats-'));
   const port = opts.port ?? (await freePort());
-  return spawnServer('nats', NATS_BIN, ['-a', '127.0.0.1', '-p', String(port)], port, dir, `nats://127.0.0.1:${port}`);
+  const js = opts.jetstream === false ? [] : ['-js', '-sd', join(dir, 'jetstream')];
+  return spawnServer('nats', NATS_BIN, ['-a', '127.0.0.1', '-p', String(port), ...js], port, dir, `nats://127.0.0.1:${port}`);
 }

@@ -5,13 +5,15 @@
  * secrets never leak, and Conseiller/Excitator keep source records immutable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server } from 'node:http';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { connect, type NatsConnection } from 'nats';
-import { freePort, waitFor } from '../helpers/net.ts';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { waitFor } from '../helpers/net.ts';
 import { natsAvailable, postgresAvailable, redisAvailable, startNats, startPostgres, startRedis, type TestPostgres, type TestProcessServer } from '../helpers/servers.ts';
 import { buildInto, runToExit, startService, waitReadiness, type Built, type RunningService } from './harness.ts';
+import { startSeaweedS3, type TestS3 } from './support.ts';
+import { askWork } from './work.ts';
 
 const PG_CANARY = 'CANARY-pg-pass-3a9c71';
 const ADMIN_CANARY = 'CANARY-admin-pass-58d0e2';
@@ -24,34 +26,29 @@ let redis: TestProcessServer;
 let nats: TestProcessServer;
 let nc: NatsConnection;
 let sql: pg.Pool;
-let objectStore: Server;
-let objectStoreUrl: string;
+let s3: TestS3;
+const S3_CANARY = 'CANARY-s3-secret-91be02';
 const dir = (s: string) => built.services.get(s)!.dir;
 
 beforeAll(async () => {
   const missing = [!postgresAvailable() && 'postgresql-15', !redisAvailable() && 'redis-server', !natsAvailable() && 'nats-server'].filter(Boolean);
   if (missing.length) throw new Error(`missing ${missing.join(', ')}: run scripts/host-setup.sh`);
-  [built, db, redis, nats] = await Promise.all([
+  [built, db, redis, nats, s3] = await Promise.all([
     buildInto(['api', 'console', 'ledger', 'export', 'conseiller', 'excitator', 'policy']),
     startPostgres({ password: PG_CANARY }),
     startRedis({ password: REDIS_CANARY }),
     startNats(),
+    startSeaweedS3({ secretKey: S3_CANARY }),
   ]);
+  await s3.createBucket('stella');
   nc = await connect({ servers: nats.url.replace('nats://', '') });
   sql = new pg.Pool({ connectionString: db.url, max: 2 });
   sql.on('error', () => undefined);
-  const port = await freePort();
-  objectStore = createServer((_req, res) => {
-    res.writeHead(403);
-    res.end();
-  }).listen(port, '127.0.0.1');
-  objectStoreUrl = `http://127.0.0.1:${port}`;
 });
 afterAll(async () => {
   await sql?.end().catch(() => undefined);
   await nc?.close();
-  objectStore?.close();
-  await Promise.all([db?.destroy(), redis?.stop(), nats?.stop()]);
+  await Promise.all([db?.destroy(), redis?.stop(), nats?.stop(), s3?.stop()]);
   built?.cleanup();
 });
 
@@ -59,16 +56,16 @@ const apiEnv = () => ({
   STELLA_DATABASE_URL: db.url,
   STELLA_REDIS_URL: redis.url,
   STELLA_QUEUE_URL: nats.url,
-  STELLA_OBJECT_STORE_ENDPOINT: objectStoreUrl,
+  STELLA_OBJECT_STORE_ENDPOINT: s3.endpoint,
+  STELLA_OBJECT_STORE_ACCESS_KEY: s3.accessKey,
+  STELLA_OBJECT_STORE_SECRET_KEY: s3.secretKey,
   STELLA_QUICKSTART_MODE: 'true',
   STELLA_ADMIN_PASSWORD: ADMIN_CANARY,
 });
 const workerEnv = () => ({ STELLA_DATABASE_URL: db.url, STELLA_QUEUE_URL: nats.url });
 
-async function request(subject: string, data: unknown): Promise<{ ok: boolean; result?: Record<string, unknown>; error?: string }> {
-  const m = await nc.request(subject, Buffer.from(JSON.stringify(data)), { timeout: 10_000 });
-  return JSON.parse(Buffer.from(m.data).toString()) as { ok: boolean; result?: Record<string, unknown>; error?: string };
-}
+/** Queues a work item on the JetStream work stream and waits for the worker's answer. */
+const request = (subject: string, data: unknown) => askWork(nc, subject, data);
 
 function leaks(s: RunningService | { stdout: string; stderr: string }, canaries: readonly string[]): string[] {
   const text = 'proc' in s ? s.stdout() + s.stderr() : s.stdout + s.stderr;
@@ -80,7 +77,9 @@ describe('PostgreSQL down and back', () => {
     await db.stop();
     const ledger = await startService(dir('ledger'), { env: workerEnv() });
     try {
-      const down = (await waitReadiness(ledger, 503)) as { status: string; checks: { name: string; ok: boolean; error?: string }[] };
+      // Not ready while PostgreSQL is down, once connected to NATS (and its JetStream work stream).
+      const natsUp = (b: unknown) => (b as { checks: { name: string; ok: boolean }[] }).checks.some((c) => c.name === 'nats' && c.ok);
+      const down = (await waitReadiness(ledger, 503, 20_000, natsUp)) as { status: string; checks: { name: string; ok: boolean; error?: string }[] };
       expect(down.status).toBe('not-ready');
       expect(down.checks).toContainEqual(expect.objectContaining({ name: 'postgres', ok: false }));
       expect(down.checks).toContainEqual(expect.objectContaining({ name: 'startup', ok: false }));
@@ -200,10 +199,13 @@ describe('api', () => {
       expect((await consoleSvc.get('/ui/..%2Fmain.js')).status).toBe(404);
       expect((await consoleSvc.get('/config')).json()).toMatchObject({ config: { STELLA_QUICKSTART_MODE: true, STELLA_DOCS_URL: '/docs/install/overview.md' } });
       expect((await consoleSvc.get('/welcome')).json()).toEqual((await api.get('/welcome')).json());
-      const confirm = await consoleSvc.get('/welcome/steps/confirm-endpoints', { method: 'POST' });
-      expect(confirm.json()).toEqual({ step: 'confirm-endpoints', done: true });
+      // Wizard steps need a token: none or a wrong one is 401.
+      expect((await consoleSvc.get('/welcome/steps/confirm-endpoints', { method: 'POST' })).status).toBe(401);
+      expect((await consoleSvc.get('/welcome/steps/confirm-endpoints', { method: 'POST', headers: { authorization: 'Bearer stella_wrong' } })).status).toBe(401);
       const tok = await consoleSvc.get('/api/v1/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_CANARY }) });
       expect(tok.status).toBe(201);
+      const confirm = await consoleSvc.get('/welcome/steps/confirm-endpoints', { method: 'POST', headers: { authorization: `Bearer ${(tok.json() as { token: string }).token}` } });
+      expect(confirm.json()).toEqual({ step: 'confirm-endpoints', done: true });
       const exp = await consoleSvc.get('/api/v1/exports', { method: 'POST', headers: { authorization: `Bearer ${(tok.json() as { token: string }).token}` }, body: JSON.stringify({ target: 'production' }) });
       expect(exp.status).toBe(202);
       expect(await api.stop()).toBe(0);
@@ -247,42 +249,25 @@ describe('api', () => {
 });
 
 describe('export', () => {
-  // No S3 server is available on this host (no MinIO package): a recording HTTP endpoint
-  // checks the request the worker sends; MinIO compatibility is covered by the compose smoke.
-  it('writes the export as one SigV4-signed object and records it; the secret key never leaves the signature', async () => {
-    const SECRET_CANARY = 'CANARY-s3-secret-91be02';
-    const puts: { method: string; url: string; headers: Record<string, unknown>; body: Buffer }[] = [];
-    const port = await freePort();
-    const s3 = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        if (req.method === 'PUT') puts.push({ method: req.method, url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
-        res.writeHead(req.method === 'PUT' ? 200 : 403, { etag: '"e"' });
-        res.end();
-      });
-    }).listen(port, '127.0.0.1');
-    const svc = await startService(dir('export'), { env: { ...workerEnv(), STELLA_OBJECT_STORE_ENDPOINT: `http://127.0.0.1:${port}`, STELLA_OBJECT_STORE_ACCESS_KEY: 'stella-access', STELLA_OBJECT_STORE_SECRET_KEY: SECRET_CANARY, STELLA_OBJECT_STORE_SSE: 'AES256' } });
+  it('writes the export as one object to the real SeaweedFS S3 gateway (SigV4) and records it; the secret never shows', async () => {
+    const svc = await startService(dir('export'), { env: { ...workerEnv(), STELLA_OBJECT_STORE_ENDPOINT: s3.endpoint, STELLA_OBJECT_STORE_ACCESS_KEY: s3.accessKey, STELLA_OBJECT_STORE_SECRET_KEY: S3_CANARY } });
     try {
       await waitReadiness(svc, 200);
       const r = await request('stella.export.work', { id: 'e-0001', tenant: 'demo', format: 'json', target: 'production' });
       expect(r).toMatchObject({ ok: true, result: { key: 'exports/demo/e-0001.json' } });
-      expect(puts).toHaveLength(1);
-      const put = puts[0]!;
-      expect(put.url).toBe('/stella/exports/demo/e-0001.json');
-      expect(put.headers['x-amz-content-sha256']).toBe(createHash('sha256').update(put.body).digest('hex'));
-      expect(put.headers['x-amz-server-side-encryption']).toBe('AES256');
-      expect(String(put.headers.authorization)).toMatch(/^AWS4-HMAC-SHA256 Credential=stella-access\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=[^,]*x-amz-content-sha256[^,]*, Signature=[0-9a-f]{64}$/);
-      expect(JSON.parse(put.body.toString())).toMatchObject({ kind: 'stella-export', id: 'e-0001', tenant: 'demo' });
-      expect((await sql.query('SELECT sha256 FROM export_jobs WHERE id = $1', ['e-0001'])).rows[0].sha256).toBe(r.result!.sha256);
-      expect(JSON.stringify(puts.map((p) => p.headers)) + puts.map((p) => p.body.toString()).join('')).not.toContain(SECRET_CANARY);
+      const obj = await s3.client.send(new GetObjectCommand({ Bucket: 'stella', Key: 'exports/demo/e-0001.json' }));
+      const body = Buffer.from(await obj.Body!.transformToByteArray());
+      expect(createHash('sha256').update(body).digest('hex')).toBe(r.result!.sha256);
+      expect(JSON.parse(body.toString())).toMatchObject({ kind: 'stella-export', id: 'e-0001', tenant: 'demo' });
+      expect(body.toString()).not.toContain(S3_CANARY);
+      const row = (await sql.query('SELECT sha256, object_key, size_bytes FROM export_jobs WHERE id = $1', ['e-0001'])).rows[0];
+      expect(row).toEqual({ sha256: r.result!.sha256, object_key: 'exports/demo/e-0001.json', size_bytes: body.length });
       const csaf = await request('stella.export.work', { id: 'e-0002', tenant: 'demo', format: 'csaf' });
       expect(csaf).toEqual({ ok: false, error: 'export format csaf is not rendered by this build (rendered: json)' });
     } finally {
       expect(await svc.stop()).toBe(0);
-      s3.close();
     }
-    expect(leaks(svc, [SECRET_CANARY, PG_CANARY])).toEqual([]);
+    expect(leaks(svc, [S3_CANARY, PG_CANARY])).toEqual([]);
   });
 });
 

@@ -120,7 +120,7 @@ describe.each(functions.map((f) => [f.name, f] as const))('%s', (_name, f) => {
   it('the method passes every parameter on, by name, to the runner of its kind', () => {
     const m = method(f);
     expect(m.passed).toEqual(m.params.map((p) => p.name));
-    const runner = { runtime: 'inRuntime', generate: 'generated', toolbox: 'inToolbox', 'toolbox-directory': 'inToolboxDirectory' }[f.dagger.kind];
+    const runner = { runtime: 'inRuntime', generate: 'generated', toolbox: 'inToolbox', 'toolbox-directory': 'inToolboxDirectory', 'toolbox-docker': 'inToolboxWithDocker' }[f.dagger.kind];
     expect(m.runner).toBe(runner);
     if (f.dagger.kind !== 'generate') expect(m.calledName).toBe(f.name);
   });
@@ -222,7 +222,9 @@ describe('definitions', () => {
 
   it('one kebab-case converter in ci/src', () => {
     const files = readdirSync('ci/src', { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => join(e.parentPath, e.name));
-    const converters = files.filter((file) => /\.replace\(\s*\/\[A-Z\]\/g/.test(readFileSync(file, 'utf8')));
+    // A camelCase → kebab-case replacement (`-` + lower case); other escapes of capitals (Go module
+    // paths' `!x`) are not converters of names.
+    const converters = files.filter((file) => /\.replace\(\s*\/\[A-Z\]\/g,\s*\(?(\w+)\)?\s*=>\s*`-\$\{\1\.toLowerCase\(\)\}`/.test(readFileSync(file, 'utf8')));
     expect(converters).toEqual(['ci/src/dagger/names.ts']);
   });
 });

@@ -64,7 +64,7 @@ export interface FetchBaseOptions {
 export const LOCK_POLICY_ENV = 'STELLA_BASE_LOCK_POLICY';
 
 /** What to run (and commit) when the mirror has dropped a locked version. */
-export const REFRESH_LOCK_COMMAND = 'npm run stella-release -- build-base --update-lock && git add ci/src/base/base.lock.json && git commit';
+export const REFRESH_LOCK_COMMAND = 'npm run -s stella-release -- build-base --update-lock --oci-layout "$(mktemp -d)/base" && git add ci/src/base/base.lock.json && git commit';
 
 /** vX.Y.Z and vX.Y.Z-rc.N are versioned releases: their base is exactly the committed lock's. */
 export function isVersionedRelease(version: string | undefined): boolean {

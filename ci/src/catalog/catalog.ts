@@ -38,14 +38,16 @@ export const dependencyConfig: Readonly<Record<string, readonly ConfigKey[]>> = 
     { key: 'STELLA_REDIS_URL', type: 'url', group: 'Cache', secret: true, description: 'Redis URL (redis://:password@host:6379/0).' },
   ],
   queue: [
-    { key: 'STELLA_QUEUE_URL', type: 'url', group: 'Queue', default: 'nats://queue:4222', description: 'NATS server URL.' },
+    { key: 'STELLA_QUEUE_URL', type: 'url', group: 'Queue', default: 'nats://queue:4222', description: 'NATS server URL; the server must have JetStream enabled (work is queued durably in the STELLA_WORK stream).', discoverable: true },
     { key: 'STELLA_QUEUE_PREFETCH', type: 'integer', group: 'Queue', default: 16, min: 1, max: 10000, description: 'Messages a worker takes ahead of processing.' },
-    { key: 'STELLA_QUEUE_RETENTION', type: 'duration', group: 'Queue', default: '72h', description: 'How long unconsumed work items are retained.' },
+    { key: 'STELLA_QUEUE_RETENTION', type: 'duration', group: 'Queue', default: '72h', description: 'How long unconsumed work items are retained in the JetStream work stream (STELLA_WORK, work-queue retention: an item leaves it when a worker acknowledges it).' },
   ],
   'object-store': [
-    { key: 'STELLA_OBJECT_STORE_ENDPOINT', type: 'url', group: 'Object store', default: 'http://object-store:9000', description: 'S3-compatible endpoint.' },
-    { key: 'STELLA_OBJECT_STORE_BUCKET', type: 'string', group: 'Object store', default: 'stella', description: 'Bucket for artifacts, exports and packs.' },
-    { key: 'STELLA_OBJECT_STORE_ACCESS_KEY', type: 'string', group: 'Object store', secret: true, description: 'S3 access key id (omit to use the workload identity / IAM role).' },
+    { key: 'STELLA_OBJECT_STORE_ENDPOINT', type: 'url', group: 'Object store', default: 'http://object-store:9000', description: 'S3-compatible endpoint.', discoverable: true },
+    { key: 'STELLA_OBJECT_STORE_BUCKET', type: 'string', group: 'Object store', default: 'stella', description: 'Bucket for artifacts, exports and packs.', discoverable: true },
+    { key: 'STELLA_OBJECT_STORE_REGION', type: 'string', group: 'Object store', default: 'us-east-1', description: 'Region the requests are signed for (AWS Signature V4); S3-compatible stores usually accept us-east-1.', discoverable: true },
+    { key: 'STELLA_OBJECT_STORE_PATH_STYLE', type: 'boolean', group: 'Object store', default: true, description: 'Path-style addressing (endpoint/bucket/key), as MinIO and SeaweedFS need; false for virtual-hosted style (bucket.endpoint/key).' },
+    { key: 'STELLA_OBJECT_STORE_ACCESS_KEY', type: 'string', group: 'Object store', secret: true, description: 'S3 access key id (omit, with the secret key, to use the AWS SDK default credential chain: AWS_* variables, workload identity / IAM role).' },
     { key: 'STELLA_OBJECT_STORE_SECRET_KEY', type: 'string', group: 'Object store', secret: true, description: 'S3 secret access key.' },
     { key: 'STELLA_OBJECT_STORE_SSE', type: 'enum', group: 'Object store', choices: ['none', 'AES256', 'aws:kms'], default: 'none', description: 'Server-side encryption requested on upload.' },
   ],
@@ -173,11 +175,11 @@ const services: readonly ServiceSpec[] = [
 ];
 
 const support: readonly SupportSpec[] = [
-  { name: 'postgres', title: 'PostgreSQL', upstreamImage: 'docker.io/library/postgres:16-bookworm', ports: [{ port: 5432, name: 'postgres' }], connectionKey: 'STELLA_DATABASE_URL', description: 'Relational store of every service.' },
-  { name: 'redis', title: 'Redis', upstreamImage: 'docker.io/library/redis:7.4-bookworm', ports: [{ port: 6379, name: 'redis' }], connectionKey: 'STELLA_REDIS_URL', description: 'Cache (policy rules, RBAC).' },
-  { name: 'object-store', title: 'S3-compatible object store (MinIO)', upstreamImage: 'docker.io/minio/minio:RELEASE.2025-09-07T16-13-09Z', ports: [{ port: 9000, name: 's3' }, { port: 9001, name: 'console' }], publishedPort: 9000, connectionKey: 'STELLA_OBJECT_STORE_ENDPOINT', description: 'Artifacts, exports and task packs.' },
-  { name: 'queue', title: 'NATS', upstreamImage: 'docker.io/library/nats:2.11', ports: [{ port: 4222, name: 'client' }, { port: 8222, name: 'monitor' }], publishedPort: 4222, connectionKey: 'STELLA_QUEUE_URL', description: 'Work queue between the scheduler and the workers.' },
-  { name: 'otel-collector', title: 'OpenTelemetry Collector', upstreamImage: 'docker.io/otel/opentelemetry-collector-contrib:0.130.0', ports: [{ port: 4317, name: 'otlp-grpc' }, { port: 4318, name: 'otlp-http' }], connectionKey: 'STELLA_OTEL_EXPORTER_ENDPOINT', description: 'Receives traces and metrics (optional).' },
+  { name: 'postgres', title: 'PostgreSQL', upstreamImage: 'docker.io/library/postgres:15.20-bookworm', ports: [{ port: 5432, name: 'postgres' }], connectionKey: 'STELLA_DATABASE_URL', description: 'Relational store of every service.' },
+  { name: 'redis', title: 'Redis', upstreamImage: 'docker.io/library/redis:7.0.15-bookworm', ports: [{ port: 6379, name: 'redis' }], connectionKey: 'STELLA_REDIS_URL', description: 'Cache (policy rules, RBAC).' },
+  { name: 'object-store', title: 'S3-compatible object store (SeaweedFS)', upstreamImage: 'docker.io/chrislusf/seaweedfs:4.53', ports: [{ port: 9000, name: 's3' }], publishedPort: 9000, connectionKey: 'STELLA_OBJECT_STORE_ENDPOINT', description: 'Artifacts, exports and task packs.' },
+  { name: 'queue', title: 'NATS', upstreamImage: 'docker.io/library/nats:2.9.10', ports: [{ port: 4222, name: 'client' }, { port: 8222, name: 'monitor' }], publishedPort: 4222, connectionKey: 'STELLA_QUEUE_URL', description: 'Work queue between the scheduler and the workers.' },
+  { name: 'otel-collector', title: 'OpenTelemetry Collector', upstreamImage: 'docker.io/otel/opentelemetry-collector-contrib:0.165.0', ports: [{ port: 4317, name: 'otlp-grpc' }, { port: 4318, name: 'otlp-http' }], connectionKey: 'STELLA_OTEL_EXPORTER_ENDPOINT', description: 'Receives traces and metrics (optional).' },
 ];
 
 export const catalog: Catalog = { services, support, sharedConfig };

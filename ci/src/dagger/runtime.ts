@@ -82,3 +82,34 @@ export async function inToolboxDirectory(source: Directory, name: string, args: 
   const c = await cli(source, f, { ...args, [registryArg]: args[registryArg] ?? (embedded ? 'registry:5000' : undefined), [directoryArg]: dir }, embedded);
   return c.directory(dir);
 }
+
+/**
+ * A Docker-in-Docker daemon for the run (smoke-compose): its own data-root, network namespace
+ * and iptables inside the service container, so the stack's bridge and NAT rules stay there.
+ * Plain TCP on 2375 inside the run's network only.
+ */
+export function dockerService(): Service {
+  return dag
+    .container()
+    .from('docker.io/library/docker:28-dind')
+    .withEnvVariable('DOCKER_TLS_CERTDIR', '')
+    .withExposedPort(2375)
+    .asService({ args: ['dockerd', '--host=tcp://0.0.0.0:2375', '--tls=false'], insecureRootCapabilities: true });
+}
+
+/** `stella-release <name> …` in the toolbox with the docker CLI and compose plugin, against a DinD service bound as `docker`. */
+export async function inToolboxWithDocker(source: Directory, name: string, args: DaggerArgs): Promise<string> {
+  const f = functionNamed(name);
+  if (f.dagger.kind !== 'toolbox-docker') throw new Error(`internal: ${name} does not run against a Docker daemon`);
+  const dockerHost = f.dagger.dockerHostArg;
+  const inv = cliInvocation<File, Secret, Directory>(f, { ...args, [dockerHost]: args[dockerHost] ?? 'tcp://docker:2375' });
+  const dockerCli = dag.container().from('docker.io/library/docker:28-cli');
+  let c = (await toolbox(source))
+    .withFile('/usr/local/bin/docker', dockerCli.file('/usr/local/bin/docker'))
+    .withDirectory('/usr/local/libexec/docker/cli-plugins', dockerCli.directory('/usr/local/libexec/docker/cli-plugins'))
+    .withServiceBinding('docker', dockerService());
+  for (const s of inv.secretEnv) c = c.withSecretVariable(s.env, s.value);
+  for (const m of inv.mountedFiles) c = c.withFile(m.path, m.value);
+  for (const m of inv.mountedDirectories) c = c.withDirectory(m.path, m.value);
+  return c.withExec([...inv.argv]).stdout();
+}

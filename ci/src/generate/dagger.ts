@@ -28,6 +28,7 @@ const RUNNERS: Readonly<Record<FunctionSpec['dagger']['kind'], { call: (f: Funct
   generate: { call: (_f, args) => `generated(this.source, ${args})`, returns: 'Directory' },
   toolbox: { call: (f, args) => `inToolbox(this.source, '${f.name}', ${args})`, returns: 'string' },
   'toolbox-directory': { call: (f, args) => `inToolboxDirectory(this.source, '${f.name}', ${args})`, returns: 'Directory' },
+  'toolbox-docker': { call: (f, args) => `inToolboxWithDocker(this.source, '${f.name}', ${args})`, returns: 'string' },
 };
 
 const RUNNER_IMPORTS: Readonly<Record<FunctionSpec['dagger']['kind'], string>> = {
@@ -35,6 +36,7 @@ const RUNNER_IMPORTS: Readonly<Record<FunctionSpec['dagger']['kind'], string>> =
   generate: 'generated',
   toolbox: 'inToolbox',
   'toolbox-directory': 'inToolboxDirectory',
+  'toolbox-docker': 'inToolboxWithDocker',
 };
 
 function wrap(text: string, width: number): string[] {

@@ -7,6 +7,7 @@ import { catalog, configFor, type Catalog, type ConfigKey, type ServiceName } fr
 import { PLATFORMS } from '../oci/types.ts';
 import { APP_DIR, HEALTHCHECK, NODE_BIN } from '../build/dockerfiles.ts';
 import { table } from './regions.ts';
+import { chartKeysTable, chartProbesTable, helmProdValuesTable } from '../chart/render.ts';
 
 export interface RegionTarget {
   readonly file: string;
@@ -162,6 +163,9 @@ export const docTargets: readonly RegionTarget[] = [
   { file: 'docs/install/configuration-reference.md', region: 'required', render: requiredTable },
   { file: 'docs/operations/health-and-readiness.md', region: 'service-ports', render: servicePortsSentence },
   { file: 'docs/operations/health-and-readiness.md', region: 'healthcheck', render: healthcheckBlock },
+  { file: 'docs/install/helm-prod.md', region: 'chart-values', render: () => helmProdValuesTable() },
+  { file: 'docs/install/configuration-reference.md', region: 'chart-keys', render: () => chartKeysTable() },
+  { file: 'docs/operations/health-and-readiness.md', region: 'chart-probes', render: () => chartProbesTable() },
 ];
 
 export { catalog };

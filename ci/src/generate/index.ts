@@ -10,6 +10,8 @@ import { docTargets } from './docs.ts';
 import { replaceRegion } from './regions.ts';
 import { dockerfileFiles } from '../build/dockerfiles.ts';
 import { daggerModuleFiles } from './dagger.ts';
+import { composeGeneratedFiles } from '../compose/index.ts';
+import { chartGeneratedFiles } from '../chart/render.ts';
 
 export interface GeneratedFile {
   readonly path: string;
@@ -17,7 +19,8 @@ export interface GeneratedFile {
 }
 
 /** Whole generated files: the Dockerfiles (from the catalog) and the Dagger module class (from ci/src/functions.ts). */
-export const fileGenerators: ReadonlyArray<() => GeneratedFile[]> = [() => dockerfileFiles(), () => daggerModuleFiles()];
+/** … and deploy/compose/ (docker-compose.yml, .env.example, the collector's config: ci/src/compose), and deploy/helm/stella/'s generated files (ci/src/chart). */
+export const fileGenerators: ReadonlyArray<() => GeneratedFile[]> = [() => dockerfileFiles(), () => daggerModuleFiles(), () => composeGeneratedFiles(), () => chartGeneratedFiles()];
 
 /** Computes every generated file's content from the catalog and the files on disk. */
 export function renderAll(root: string): GeneratedFile[] {

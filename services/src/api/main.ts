@@ -1,7 +1,17 @@
 /**
  * stella-api (Web Services API): migrations at start (or `node main.js migrate` for the
  * chart's Job), the quickstart seed, the console's welcome state, token issue, a few
- * read endpoints, and work published to NATS for the workers.
+ * read endpoints, and work queued on the JetStream work stream for the workers.
+ *
+ * Authentication: `POST /api/v1/tokens` with a local account's username and password
+ * issues an opaque bearer token (`stella_<43 base64url chars>`, 256 random bits); only
+ * its SHA-256 is stored (api_tokens), with an expiry of STELLA_TOKEN_TTL. Every endpoint
+ * but /welcome (read), /api/v1/tokens and the health surface requires
+ * `Authorization: Bearer <token>`: missing, unknown or expired → 401. Other services
+ * (the AI assistant) verify a caller's token with `GET /api/v1/auth/whoami` here.
+ *
+ * STELLA_QUICKSTART_MODE guards the seed and the demo endpoints (the welcome wizard and
+ * the sample scan import); outside it they answer 404 and nothing is seeded.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -65,24 +75,29 @@ await runService({
     const tokenTtlMs = config.ms('STELLA_TOKEN_TTL');
     const rbacTtlS = Math.max(1, Math.round(config.ms('STELLA_RBAC_CACHE_TTL') / 1000));
 
+    type Who = { userId: string; username: string; tenant: string; role: string; expiresAt: string };
     /** Resolves the bearer token to its user; role bindings are cached in Redis when configured. */
-    const authenticate = async ({ req }: RequestContext): Promise<{ userId: string; tenant: string; role: string }> => {
+    const authenticate = async ({ req }: RequestContext): Promise<Who> => {
       const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
       if (!m) throw new HttpError(401, 'missing bearer token (POST /api/v1/tokens with the admin credentials issues one)');
       const sha = createHash('sha256').update(m[1]!).digest('hex');
       const cacheKey = `stella:api:token:${sha}`;
       if (redis) {
         const hit = await redis.get(cacheKey).catch(() => null);
-        if (hit) return JSON.parse(hit) as { userId: string; tenant: string; role: string };
+        if (hit) {
+          const who = JSON.parse(hit) as Who;
+          if (Date.parse(who.expiresAt) > Date.now()) return who;
+        }
       }
-      const r = await pool.query<{ user_id: string; tenant_id: string; role: string }>(
-        'SELECT u.id AS user_id, u.tenant_id, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = $1 AND t.expires_at > now()',
+      const r = await pool.query<{ user_id: string; username: string; tenant_id: string; role: string; expires_at: Date }>(
+        'SELECT u.id AS user_id, u.username, u.tenant_id, u.role, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = $1 AND t.expires_at > now()',
         [sha],
       );
       const row = r.rows[0];
       if (!row) throw new HttpError(401, 'unknown or expired token');
-      const who = { userId: String(row.user_id), tenant: row.tenant_id, role: row.role };
-      if (redis) await redis.set(cacheKey, JSON.stringify(who), 'EX', rbacTtlS).catch(() => undefined);
+      const who: Who = { userId: String(row.user_id), username: row.username, tenant: row.tenant_id, role: row.role, expiresAt: row.expires_at.toISOString() };
+      const ttl = Math.min(rbacTtlS, Math.max(1, Math.floor((row.expires_at.getTime() - Date.now()) / 1000)));
+      if (redis) await redis.set(cacheKey, JSON.stringify(who), 'EX', ttl).catch(() => undefined);
       return who;
     };
 
@@ -101,7 +116,7 @@ await runService({
         method: 'GET',
         path: '/welcome',
         handler: async ({ res }) => {
-          if (!quickstart) return sendJson(res, 200, { quickstart: false, steps: [] });
+          if (!quickstart) throw new HttpError(404, 'the welcome wizard exists only in quickstart mode (STELLA_QUICKSTART_MODE=true)', { quickstart: false });
           const done = await pool.query<{ step: string; done_at: Date }>('SELECT step, done_at FROM welcome_steps WHERE tenant_id = $1', [TENANT]);
           const doneAt = new Map(done.rows.map((r) => [r.step, r.done_at.toISOString()]));
           const tenant = await pool.query<{ id: string; name: string }>('SELECT id, name FROM tenants WHERE id = $1', [TENANT]);
@@ -110,6 +125,8 @@ await runService({
             tenant: tenant.rows[0] ?? null,
             admin: 'admin',
             endpoints: { api: '/api/v1', health: '/health/readiness', version: '/version' },
+            // The API's own dependencies, from its configuration (credentials stripped, never a secret).
+            dependencies: config.discoverable(),
             steps: WELCOME_STEPS.map((s) => ({ ...s, done: doneAt.has(s.id), doneAt: doneAt.get(s.id) ?? null })),
             complete: WELCOME_STEPS.every((s) => doneAt.has(s.id)),
           });
@@ -119,8 +136,10 @@ await runService({
         method: 'POST',
         path: /^\/welcome\/steps\/(?<step>[a-z-]+)$/,
         name: '/welcome/steps/:step',
-        handler: async ({ res, params }) => {
+        handler: async (c) => {
+          const { res, params } = c;
           if (!quickstart) throw new HttpError(404, 'the welcome wizard exists only in quickstart mode (STELLA_QUICKSTART_MODE=true)');
+          await authenticate(c);
           if (!WELCOME_STEPS.some((s) => s.id === params.step)) throw new HttpError(400, `unknown step "${params.step}"; expected one of ${WELCOME_STEPS.map((s) => s.id).join(', ')}`);
           await markStep(pool, params.step!);
           sendJson(res, 200, { step: params.step, done: true });
@@ -142,6 +161,12 @@ await runService({
           log.info('API token issued', { username: body.username, expiresAt: expiresAt.toISOString() });
           sendJson(res, 201, { token, expiresAt: expiresAt.toISOString() });
         },
+      },
+      {
+        method: 'GET',
+        path: '/api/v1/auth/whoami',
+        // Token introspection: other services (the AI assistant) verify their callers here.
+        handler: async (c) => sendJson(c.res, 200, await authenticate(c)),
       },
       list('/api/v1/tenants', 'SELECT id, name, created_at FROM tenants WHERE id = $1', 'tenants'),
       list('/api/v1/sboms', 'SELECT id, name, format, created_at FROM sboms WHERE tenant_id = $1 ORDER BY id', 'sboms'),
@@ -183,8 +208,9 @@ await runService({
           for (const f of found) {
             await pool.query('INSERT INTO findings (tenant_id, sbom_id, advisory_id, component, severity, vex_status) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING', [who.tenant, f.sbomId, f.advisoryId, f.component, f.severity, f.vexStatus]);
           }
-          await ctx.publish('stella.ledger.work', { tenant: who.tenant, kind: 'scan.imported', findings: found });
-          await ctx.publish('stella.notify.work', { tenant: who.tenant, event: 'scan.imported', summary: `${found.length} findings in ${sboms.rows.length} SBOMs` });
+          const importId = randomUUID();
+          await ctx.publish('stella.ledger.work', { tenant: who.tenant, kind: 'scan.imported', findings: found }, { msgId: `scan:${importId}:ledger` });
+          await ctx.publish('stella.notify.work', { tenant: who.tenant, event: 'scan.imported', summary: `${found.length} findings in ${sboms.rows.length} SBOMs` }, { msgId: `scan:${importId}:notify` });
           await markStep(pool, 'import-sample-scan');
           sendJson(c.res, 200, { sboms: sboms.rows.length, findings: found.length });
         },
@@ -197,9 +223,54 @@ await runService({
           const body = (await readJson<{ target?: unknown; format?: unknown } | null>(c.req, 16 * 1024)) ?? {};
           const id = randomUUID();
           const job = { id, tenant: who.tenant, target: typeof body.target === 'string' ? body.target : 'production', format: typeof body.format === 'string' ? body.format : 'json', kind: 'quickstart-pack' };
-          await ctx.publish('stella.export.work', job);
+          const queued = await ctx.publish('stella.export.work', job, { msgId: `export:${id}` });
           log.info('export requested', { id, target: job.target });
-          sendJson(c.res, 202, { exportId: id, status: 'queued', subject: 'stella.export.work' });
+          sendJson(c.res, 202, { exportId: id, status: 'queued', subject: 'stella.export.work', seq: queued.seq, statusUrl: `/api/v1/exports/${id}` });
+        },
+      },
+      {
+        method: 'GET',
+        path: /^\/api\/v1\/exports\/(?<id>[A-Za-z0-9-]{1,64})$/,
+        name: '/api/v1/exports/:id',
+        handler: async (c) => {
+          const who = await authenticate(c);
+          // export_jobs is the Export Center's table (same database); absent until it has run once.
+          const r = await pool
+            .query('SELECT id, format, object_url, object_key, sha256, size_bytes, created_at FROM export_jobs WHERE id = $1 AND tenant_id = $2', [c.params.id, who.tenant])
+            .catch((e: { code?: string }) => (e.code === '42P01' ? { rows: [] } : Promise.reject(e)));
+          const row = r.rows[0] as Record<string, unknown> | undefined;
+          if (!row) return sendJson(c.res, 202, { exportId: c.params.id, status: 'queued' });
+          sendJson(c.res, 200, { exportId: row.id, status: 'written', format: row.format, object: row.object_url, key: row.object_key, sha256: row.sha256, bytes: row.size_bytes, createdAt: (row.created_at as Date).toISOString() });
+        },
+      },
+      {
+        method: 'POST',
+        path: '/api/v1/findings',
+        handler: async (c) => {
+          const who = await authenticate(c);
+          const b = (await readJson<Record<string, unknown> | null>(c.req, 16 * 1024)) ?? {};
+          const str = (k: string) => (typeof b[k] === 'string' && (b[k] as string).length > 0 && (b[k] as string).length <= 512 ? (b[k] as string) : undefined);
+          const sbomId = str('sbomId');
+          const advisoryId = str('advisoryId');
+          const component = str('component');
+          if (!sbomId || !advisoryId || !component) throw new HttpError(400, 'expected {"sbomId": "...", "advisoryId": "...", "component": "pkg:...", "severity"?: "...", "vexStatus"?: "..."}');
+          const adv = await pool.query<{ severity: string }>('SELECT severity FROM advisories WHERE id = $1', [advisoryId]);
+          if (!adv.rows[0]) throw new HttpError(400, `advisory ${advisoryId} is unknown`);
+          const sbom = await pool.query('SELECT 1 FROM sboms WHERE id = $1 AND tenant_id = $2', [sbomId, who.tenant]);
+          if (!sbom.rows[0]) throw new HttpError(400, `SBOM ${sbomId} is unknown in tenant ${who.tenant}`);
+          const severity = str('severity') ?? adv.rows[0].severity;
+          const vexStatus = str('vexStatus') ?? null;
+          const ins = await pool.query<{ id: string }>(
+            `INSERT INTO findings (tenant_id, sbom_id, advisory_id, component, severity, vex_status) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, sbom_id, advisory_id, component) DO UPDATE SET severity = findings.severity RETURNING id, (xmax = 0) AS created`,
+            [who.tenant, sbomId, advisoryId, component, severity, vexStatus],
+          );
+          const id = String(ins.rows[0]!.id);
+          const created = (ins.rows[0] as unknown as { created: boolean }).created;
+          const finding = { id, sbomId, advisoryId, component, severity, vexStatus };
+          // The Findings Ledger records the event (append-only), once per finding.
+          const queued = await ctx.publish('stella.ledger.work', { tenant: who.tenant, kind: 'finding.recorded', finding }, { msgId: `finding:${who.tenant}:${id}` });
+          sendJson(c.res, created ? 201 : 200, { finding, created, ledger: { queued: true, seq: queued.seq } });
         },
       },
       {
@@ -211,8 +282,8 @@ await runService({
           const pack = await pool.query('SELECT id FROM task_packs WHERE id = $1', [c.params.id]);
           if (!pack.rows.length) throw new HttpError(404, `task pack ${c.params.id} not found`);
           const runId = randomUUID();
-          await ctx.publish('stella.orchestrator.work', { runId, tenant: who.tenant, packId: c.params.id });
-          sendJson(c.res, 202, { runId, status: 'scheduled' });
+          const queued = await ctx.publish('stella.orchestrator.work', { runId, tenant: who.tenant, packId: c.params.id }, { msgId: `run:${runId}` });
+          sendJson(c.res, 202, { runId, status: 'queued', seq: queued.seq });
         },
       },
     ];

@@ -1,7 +1,8 @@
 /**
  * stella-ledger (Findings Ledger worker): appends each findings event from
  * `stella.ledger.work` as a row of the append-only `ledger_events` table, in
- * batches of STELLA_LEDGER_BATCH_SIZE; the buffer is flushed on shutdown.
+ * batches of STELLA_LEDGER_BATCH_SIZE; the buffer is flushed on shutdown. Each row
+ * carries the work item's id (`work_id`, unique): a redelivered item appends nothing.
  */
 import { createHash } from 'node:crypto';
 import { runService } from '../runtime/service.ts';
@@ -27,12 +28,14 @@ END
 $fn$;
 CREATE TRIGGER ledger_events_append_only BEFORE UPDATE OR DELETE ON ledger_events FOR EACH ROW EXECUTE FUNCTION ledger_reject_mutation();`,
   },
+  { version: 2, name: 'work item ids (exactly-once appends)', sql: 'ALTER TABLE ledger_events ADD COLUMN work_id text UNIQUE;' },
 ];
 
 interface Pending {
   tenant: string;
   kind: string;
   payload: string;
+  workId: string;
   done: (id: string) => void;
   fail: (e: unknown) => void;
 }
@@ -61,8 +64,9 @@ await runService({
         await client.query('BEGIN');
         for (const p of batch) {
           const sha = createHash('sha256').update(p.payload).digest('hex');
-          const r = await client.query<{ id: string }>('INSERT INTO ledger_events (tenant_id, kind, payload, payload_sha256) VALUES ($1, $2, $3, $4) RETURNING id', [p.tenant, p.kind, p.payload, sha]);
-          p.done(String(r.rows[0]!.id));
+          const r = await client.query<{ id: string }>('INSERT INTO ledger_events (tenant_id, kind, payload, payload_sha256, work_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (work_id) DO NOTHING RETURNING id', [p.tenant, p.kind, p.payload, sha, p.workId]);
+          const id = r.rows[0]?.id ?? (await client.query<{ id: string }>('SELECT id FROM ledger_events WHERE work_id = $1', [p.workId])).rows[0]!.id;
+          p.done(String(id));
         }
         await client.query('COMMIT');
         ctx.log.info('ledger batch appended', { events: batch.length });
@@ -74,12 +78,12 @@ await runService({
       }
     };
 
-    ctx.work('stella.ledger.work', (data) => {
+    ctx.work('stella.ledger.work', (data, item) => {
       const d = (data ?? {}) as Record<string, unknown>;
       const tenant = typeof d.tenant === 'string' ? d.tenant : 'default';
       const kind = typeof d.kind === 'string' ? d.kind : 'event';
       return new Promise((resolve, reject) => {
-        buffer.push({ tenant, kind, payload: JSON.stringify(d), done: (id) => resolve({ eventId: id }), fail: reject });
+        buffer.push({ tenant, kind, payload: JSON.stringify(d), workId: item.id, done: (id) => resolve({ eventId: id }), fail: reject });
         if (buffer.length >= batchSize) void flush();
         else timer ??= setTimeout(() => void flush(), 100);
       });

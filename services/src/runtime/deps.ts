@@ -5,22 +5,18 @@
  */
 import pg from 'pg';
 import { Redis } from 'ioredis';
-import { connect, type NatsConnection } from 'nats';
-import type { Config } from './config.ts';
+import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
+import { durationMs, type Config } from './config.ts';
 import { errorMessage, type Logger } from './log.ts';
+import { ObjectStore, type ObjectStoreSettings } from './objectstore.ts';
+import { WORK_STREAM, ensureWorkStream } from './queue.ts';
+
+export type { ObjectStoreSettings } from './objectstore.ts';
 
 export interface CheckResult {
   readonly name: string;
   readonly ok: boolean;
   readonly error?: string;
-}
-
-export interface ObjectStoreSettings {
-  readonly endpoint: string;
-  readonly bucket: string;
-  readonly accessKey?: string;
-  readonly secretKey?: string;
-  readonly sse: string;
 }
 
 /** Rejects after `ms` with a message naming `what`; the timer never keeps the process alive. */
@@ -36,9 +32,11 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 export class Dependencies {
   readonly postgres?: pg.Pool;
   readonly redis?: Redis;
-  readonly objectStore?: ObjectStoreSettings;
+  readonly objectStore?: ObjectStore;
   private readonly queueUrl?: string;
+  private readonly retentionMs: number = 72 * 3_600_000;
   private nc: NatsConnection | undefined;
+  private jsm: JetStreamManager | undefined;
   private natsError: string | undefined;
   private natsWaiters: ((nc: NatsConnection) => void)[] = [];
   private closing = false;
@@ -76,16 +74,20 @@ export class Dependencies {
       this.redis.on('ready', () => this.markUp('redis'));
     }
     if (config.entries.has('STELLA_QUEUE_URL')) this.queueUrl = config.optional('STELLA_QUEUE_URL');
+    if (config.entries.has('STELLA_QUEUE_RETENTION')) this.retentionMs = durationMs(config.str('STELLA_QUEUE_RETENTION'));
     if (config.entries.has('STELLA_OBJECT_STORE_ENDPOINT') && config.optional('STELLA_OBJECT_STORE_ENDPOINT')) {
       const access = config.optional('STELLA_OBJECT_STORE_ACCESS_KEY');
       const secret = config.optional('STELLA_OBJECT_STORE_SECRET_KEY');
-      this.objectStore = {
+      const settings: ObjectStoreSettings = {
         endpoint: config.str('STELLA_OBJECT_STORE_ENDPOINT'),
         bucket: config.str('STELLA_OBJECT_STORE_BUCKET'),
+        region: config.str('STELLA_OBJECT_STORE_REGION'),
+        pathStyle: config.bool('STELLA_OBJECT_STORE_PATH_STYLE'),
         sse: config.str('STELLA_OBJECT_STORE_SSE'),
         ...(access ? { accessKey: access } : {}),
         ...(secret ? { secretKey: secret } : {}),
       };
+      this.objectStore = new ObjectStore(settings);
     }
     if (this.queueUrl && opts.connectQueue !== false) void this.natsLoop(this.queueUrl);
   }
@@ -121,7 +123,18 @@ export class Dependencies {
           await nc.close();
           return;
         }
+        // The durable work stream must exist before anything is published or consumed.
+        let jsm: JetStreamManager;
+        try {
+          jsm = await nc.jetstreamManager({ timeout: this.timeoutMs });
+          await ensureWorkStream(jsm, this.retentionMs);
+        } catch (e) {
+          await nc.close().catch(() => undefined);
+          const msg = errorMessage(e);
+          throw new Error(/jetstream not enabled|503/i.test(msg) ? `JetStream is not enabled on ${server} (run nats-server with -js / jetstream { store_dir })` : `cannot set up the JetStream work stream ${WORK_STREAM}: ${msg}`);
+        }
         attempt = 0;
+        this.jsm = jsm;
         this.nc = nc;
         this.natsError = undefined;
         this.markUp('nats');
@@ -134,6 +147,7 @@ export class Dependencies {
         })().catch(() => undefined);
         const err = await nc.closed();
         this.nc = undefined;
+        this.jsm = undefined;
         if (this.closing) return;
         this.natsError = err ? errorMessage(err) : 'connection closed';
         this.markDown('nats', err ?? new Error('connection closed'));
@@ -155,6 +169,18 @@ export class Dependencies {
 
   natsNow(): NatsConnection | undefined {
     return this.nc && !this.nc.isClosed() ? this.nc : undefined;
+  }
+
+  /** JetStream publishing, once connected (the work stream exists by then). */
+  jetstreamNow(): JetStreamClient | undefined {
+    const nc = this.natsNow();
+    return nc ? nc.jetstream({ timeout: this.timeoutMs }) : undefined;
+  }
+
+  /** The JetStream manager of the current connection. */
+  async jetstreamManager(): Promise<JetStreamManager> {
+    const nc = await this.nats();
+    return this.jsm ?? nc.jetstreamManager({ timeout: this.timeoutMs });
   }
 
   /** Runs every configured dependency check in parallel, each bounded by STELLA_READINESS_TIMEOUT_MS. */
@@ -179,6 +205,11 @@ export class Dependencies {
           const nc = this.natsNow();
           if (!nc) throw new Error(this.natsError ? `not connected: ${this.natsError}` : 'not connected');
           await nc.flush();
+          // The durable work stream is there (JetStream answers); recreated if a NATS without
+          // persistent storage came back empty.
+          await ensureWorkStream(this.jsm ?? (await nc.jetstreamManager()), this.retentionMs).catch((e: unknown) => {
+            throw new Error(`JetStream stream ${WORK_STREAM} unavailable: ${errorMessage(e)}`);
+          });
         },
       ]);
     }
@@ -186,11 +217,8 @@ export class Dependencies {
     if (os) {
       checks.push([
         'object-store',
-        async () => {
-          // Any HTTP answer (even 403) means the endpoint is reachable.
-          const res = await fetch(os.endpoint, { method: 'GET', signal: AbortSignal.timeout(this.timeoutMs) });
-          await res.body?.cancel();
-        },
+        // HeadBucket: reachable, credentials accepted, bucket present (each failure named).
+        () => os.check(AbortSignal.timeout(this.timeoutMs)),
       ]);
     }
     return Promise.all(
@@ -214,6 +242,7 @@ export class Dependencies {
     if (this.nc) tasks.push(this.nc.drain().catch(() => this.nc?.close()));
     if (this.postgres) tasks.push(this.postgres.end().catch(() => undefined));
     if (this.redis) tasks.push(this.redis.quit().catch(() => this.redis?.disconnect()));
+    this.objectStore?.close();
     await withTimeout(Promise.allSettled(tasks), 5000, 'closing dependencies').catch(() => undefined);
   }
 }

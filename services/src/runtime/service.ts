@@ -14,15 +14,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { readFileSync, realpathSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Msg, Subscription } from 'nats';
+import { headers as natsHeaders, type ConsumerMessages, type JsMsg } from 'nats';
 import type { ServiceName } from '../../../ci/src/catalog/types.ts';
 import { configFor, serviceByName } from '../../../ci/src/catalog/config.ts';
 import { Config, ConfigError, loadConfig } from './config.ts';
 import { Dependencies, type CheckResult } from './deps.ts';
 import { HttpError, matchRoute, sendJson, type RequestContext, type Route } from './http.ts';
 import { Logger, Redactor, errorMessage, type LogLevel } from './log.ts';
+import { BadWork, MAX_DELIVER, REPLY_HEADER, WORK_STREAM, ensureConsumer, isWorkSubject } from './queue.ts';
+import { Tracing } from './tracing.ts';
 
 export interface BuildInfo {
   readonly version: string;
@@ -30,8 +33,24 @@ export interface BuildInfo {
   readonly buildDate: string;
 }
 
-/** A NATS work handler: its return value is the reply (when the message asks for one). */
-export type WorkHandler = (data: unknown, msg: Msg) => Promise<unknown>;
+/** One work item as its handler sees it. */
+export interface WorkItem {
+  /** Stable across redeliveries: the publisher's Nats-Msg-Id, else `<stream>:<sequence>`. Use it to make the effect idempotent. */
+  readonly id: string;
+  readonly subject: string;
+  /** 1 on the first delivery. */
+  readonly deliveryCount: number;
+}
+
+/** A work handler: its return value is the reply (when the item asks for one). Throw BadWork for input that can never succeed. */
+export type WorkHandler = (data: unknown, item: WorkItem) => Promise<unknown>;
+
+export interface PublishOptions {
+  /** Deduplication id (Nats-Msg-Id); default a random UUID. */
+  readonly msgId?: string;
+  /** An inbox to receive { ok, result | error } when the item is done. */
+  readonly replyTo?: string;
+}
 
 export interface WorkOptions {
   /** Messages handled at the same time (default STELLA_QUEUE_PREFETCH, else 1). */
@@ -48,10 +67,12 @@ export interface ServiceContext {
   readonly appDir: string;
   readonly metrics: Registry;
   isDraining(): boolean;
-  /** Consumes `subject` (queue group `stella-<service>`) once start-up work is done. */
+  /** Consumes the work subject `stella.<x>.work` (durable JetStream consumer) once start-up work is done. */
   work(subject: string, handler: WorkHandler, opts?: WorkOptions): void;
-  /** Publishes a JSON message. */
-  publish(subject: string, data: unknown): Promise<void>;
+  /** Publishes a JSON message: to the durable work stream for `stella.*.work`, else core NATS. */
+  publish(subject: string, data: unknown, opts?: PublishOptions): Promise<{ seq?: number; duplicate?: boolean }>;
+  /** The tracer, when STELLA_OTEL_EXPORTER_ENDPOINT is set. */
+  readonly tracing?: Tracing;
 }
 
 export interface ServiceParts {
@@ -147,7 +168,10 @@ export async function runService(def: ServiceDefinition): Promise<void> {
   let started = false;
   let startError: string | undefined = 'start-up work not finished';
   const consumers: { subject: string; handler: WorkHandler; concurrency: number }[] = [];
-  const subscriptions = new Set<Subscription>();
+  const subscriptions = new Set<ConsumerMessages>();
+  const otlp = config.optional('STELLA_OTEL_EXPORTER_ENDPOINT');
+  const tracing = otlp && !command ? new Tracing(def.name, build, otlp) : undefined;
+  if (tracing) log.info('exporting traces over OTLP/HTTP', { url: redactor.text(tracing.url) });
   const inFlightWork = new Set<Promise<unknown>>();
 
   const ctx: ServiceContext = {
@@ -159,15 +183,30 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     appDir,
     metrics,
     isDraining: () => draining,
+    ...(tracing ? { tracing } : {}),
     work(subject, handler, opts) {
+      if (!isWorkSubject(subject)) throw new Error(`work subject ${subject} is not stella.<name>.work (programming error)`);
       const prefetch = config.entries.has('STELLA_QUEUE_PREFETCH') ? config.int('STELLA_QUEUE_PREFETCH') : 1;
       consumers.push({ subject, handler, concurrency: Math.max(1, opts?.concurrency ?? prefetch) });
     },
-    async publish(subject, data) {
+    async publish(subject, data, opts = {}) {
       const nc = deps.natsNow();
       if (!nc) throw new HttpError(503, `queue unavailable: cannot publish to ${subject}`);
-      nc.publish(subject, Buffer.from(JSON.stringify(data)));
-      await nc.flush();
+      const payload = Buffer.from(JSON.stringify(data));
+      if (!isWorkSubject(subject)) {
+        nc.publish(subject, payload);
+        await nc.flush();
+        return {};
+      }
+      const h = natsHeaders();
+      if (opts.replyTo) h.set(REPLY_HEADER, opts.replyTo);
+      try {
+        // Acknowledged by the stream: stored on disk before the caller hears "queued".
+        const ack = await deps.jetstreamNow()!.publish(subject, payload, { msgID: opts.msgId ?? randomUUID(), headers: h });
+        return { seq: ack.seq, duplicate: ack.duplicate };
+      } catch (e) {
+        throw new HttpError(503, `queue unavailable: the work stream did not accept ${subject}: ${errorMessage(e)}`);
+      }
     },
   };
 
@@ -238,6 +277,12 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const found = matchRoute(allRoutes, req.method ?? 'GET', url.pathname);
     const routeName = found ? (found.route.name ?? (typeof found.route.path === 'string' ? found.route.path : 'pattern')) : 'unmatched';
+    // Probes and scrapes (every few seconds, from the orchestrator and the collector) are not traced.
+    const probe = routeName.startsWith('/health/') || routeName === '/metrics';
+    const span = probe ? undefined : tracing?.startHttp(req.method ?? 'GET', routeName, url.pathname, req.headers);
+    res.on('close', () => {
+      if (span) tracing!.endHttp(span, res.statusCode);
+    });
     res.on('finish', () => {
       const status = String(res.statusCode);
       requests.labels(req.method ?? 'GET', routeName, status).inc();
@@ -281,43 +326,27 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     for (const c of consumers) void consume(c.subject, c.handler, c.concurrency);
   };
   const consume = async (subject: string, handler: WorkHandler, concurrency: number) => {
-    const queue = `stella-${def.name}`;
     while (!draining) {
+      let messages: ConsumerMessages;
       let nc;
       try {
         nc = await deps.nats();
+        if (draining) return;
+        const jsm = await deps.jetstreamManager();
+        const name = await ensureConsumer(jsm, subject, Math.max(concurrency, config.entries.has('STELLA_QUEUE_PREFETCH') ? config.int('STELLA_QUEUE_PREFETCH') : 1) * 4);
+        const consumer = await nc.jetstream().consumers.get(WORK_STREAM, name);
+        messages = await consumer.consume({ max_messages: Math.max(concurrency, 1) });
+        log.info(`consuming ${subject}`, { subject, stream: WORK_STREAM, consumer: name, concurrency });
       } catch (e) {
-        log.error(`cannot consume ${subject}`, { error: e });
-        return;
+        log.warn(`cannot consume ${subject} yet; retrying`, { subject, error: e });
+        await delay(1000);
+        continue;
       }
-      if (draining) return;
-      const sub = nc.subscribe(subject, { queue });
-      subscriptions.add(sub);
-      log.info(`consuming ${subject}`, { subject, queue, concurrency });
+      subscriptions.add(messages);
       const running = new Set<Promise<unknown>>();
       try {
-        for await (const msg of sub) {
-          const p = (async () => {
-            let reply: unknown;
-            try {
-              const text = Buffer.from(msg.data).toString('utf8');
-              const data: unknown = text ? JSON.parse(text) : null;
-              const result = await handler(data, msg);
-              reply = { ok: true, result };
-              workItems.labels(subject, 'ok').inc();
-            } catch (e) {
-              reply = { ok: false, error: redactor.text(errorMessage(e)) };
-              workItems.labels(subject, 'error').inc();
-              log.warn(`work item on ${subject} failed`, { subject, error: e });
-            }
-            if (msg.reply) {
-              try {
-                msg.respond(Buffer.from(JSON.stringify(reply)));
-              } catch (e) {
-                log.warn('could not answer a work request', { subject, error: e });
-              }
-            }
-          })();
+        for await (const msg of messages) {
+          const p = handle(subject, handler, msg);
           running.add(p);
           inFlightWork.add(p);
           void p.finally(() => {
@@ -327,11 +356,53 @@ export async function runService(def: ServiceDefinition): Promise<void> {
           while (running.size >= concurrency) await Promise.race(running);
         }
       } catch (e) {
-        log.warn(`subscription to ${subject} ended`, { error: e });
+        log.warn(`consumer of ${subject} ended`, { error: e });
       }
-      subscriptions.delete(sub);
+      subscriptions.delete(messages);
       await Promise.allSettled([...running]);
       if (!draining) await delay(500);
+    }
+  };
+
+  /** One item: run, then ack (done), term (bad input or last attempt) or nak with backoff (retry). */
+  const handle = async (subject: string, handler: WorkHandler, msg: JsMsg): Promise<void> => {
+    const item: WorkItem = { id: msg.headers?.get('Nats-Msg-Id') || `${WORK_STREAM}:${msg.seq}`, subject, deliveryCount: msg.info.deliveryCount };
+    const replyTo = msg.headers?.get(REPLY_HEADER) || undefined;
+    let reply: unknown;
+    try {
+      const text = Buffer.from(msg.data).toString('utf8');
+      let data: unknown;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        throw new BadWork('work item is not valid JSON');
+      }
+      const run = () => handler(data, item);
+      const result = tracing ? await tracing.work(subject, item.id, (t) => redactor.text(t), run) : await run();
+      await msg.ackAck();
+      workItems.labels(subject, 'ok').inc();
+      reply = { ok: true, result };
+    } catch (e) {
+      const final = e instanceof BadWork || item.deliveryCount >= MAX_DELIVER;
+      const error = redactor.text(errorMessage(e));
+      if (final) {
+        msg.term();
+        workItems.labels(subject, 'error').inc();
+        log.warn(`work item on ${subject} failed; giving up`, { subject, id: item.id, deliveries: item.deliveryCount, error });
+        reply = { ok: false, error };
+      } else {
+        msg.nak(Math.min(1000 * 2 ** (item.deliveryCount - 1), 15_000));
+        workItems.labels(subject, 'retry').inc();
+        log.warn(`work item on ${subject} failed; will retry`, { subject, id: item.id, deliveries: item.deliveryCount, error });
+        return;
+      }
+    }
+    if (replyTo) {
+      try {
+        deps.natsNow()?.publish(replyTo, Buffer.from(JSON.stringify(reply)));
+      } catch (e) {
+        log.warn('could not answer a work request', { subject, error: e });
+      }
     }
   };
 
@@ -374,7 +445,7 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     const closed = new Promise<void>((resolve) => NetServer.prototype.close.call(server, () => resolve()));
     const idleSweep = setInterval(() => server.closeIdleConnections(), 250);
     // Workers: stop taking messages, finish those taken.
-    await Promise.allSettled([...subscriptions].map((s) => s.drain()));
+    await Promise.allSettled([...subscriptions].map((s) => s.close()));
     await Promise.allSettled([...inFlightWork]);
     await closed;
     clearInterval(idleSweep);
@@ -383,6 +454,7 @@ export async function runService(def: ServiceDefinition): Promise<void> {
     } catch (e) {
       log.error('flushing background work failed', { error: e });
     }
+    await tracing?.shutdown().catch((e: unknown) => log.warn('flushing traces failed', { error: e }));
     await deps.close();
     log.info('drained; exiting', { signal });
     process.exit(0);

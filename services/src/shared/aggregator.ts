@@ -6,6 +6,12 @@
  * same document changes nothing; a conflicting version becomes a new record with a
  * `conflicts-with` link to the earlier ones. There is no merge code path; the
  * STELLA_DISABLE_MERGE key is locked to true by the configuration loader.
+ *
+ * Feed watermark (`GET /status/watermark`, polled by the chart's upgrade hook): the
+ * state of every configured source (`<name>_feed_state`: last attempt, last success,
+ * last error; a mutable table apart from the immutable records), the newest record, and
+ * whether the service is caught up: start-up (seed) done, every source fetched on its last
+ * attempt, and nothing left in its work queue. 200 when caught up, 503 otherwise.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -14,6 +20,8 @@ import type pg from 'pg';
 import type { ServiceContext, ServiceDefinition, ServiceParts } from '../runtime/service.ts';
 import { HttpError, sendJson } from '../runtime/http.ts';
 import { errorMessage } from '../runtime/log.ts';
+import { withTimeout } from '../runtime/deps.ts';
+import { BadWork, WORK_STREAM, consumerName } from '../runtime/queue.ts';
 import { migrate, type Migration } from './migrate.ts';
 import { requireKeys } from './require.ts';
 
@@ -36,7 +44,7 @@ export interface IngestResult {
 }
 
 export function tables(name: string) {
-  return { docs: `${name}_source_documents`, links: `${name}_document_links`, fn: `${name}_reject_mutation` };
+  return { docs: `${name}_source_documents`, links: `${name}_document_links`, fn: `${name}_reject_mutation`, state: `${name}_feed_state` };
 }
 
 export function aggregatorMigrations(name: string): Migration[] {
@@ -77,6 +85,18 @@ CREATE TRIGGER ${t.docs}_no_truncate BEFORE TRUNCATE ON ${t.docs} FOR EACH STATE
 CREATE TRIGGER ${t.links}_immutable BEFORE UPDATE OR DELETE ON ${t.links} FOR EACH ROW EXECUTE FUNCTION ${t.fn}();
 CREATE TRIGGER ${t.links}_no_truncate BEFORE TRUNCATE ON ${t.links} FOR EACH STATEMENT EXECUTE FUNCTION ${t.fn}();
 `,
+    },
+    {
+      version: 2,
+      name: 'feed watermark state',
+      sql: `
+CREATE TABLE ${t.state} (
+  source_url text PRIMARY KEY,
+  last_attempt_at timestamptz NOT NULL,
+  last_success_at timestamptz,
+  last_sha256 text,
+  last_error text,
+  consecutive_failures integer NOT NULL DEFAULT 0);`,
     },
   ];
 }
@@ -129,7 +149,7 @@ function decodeContent(d: Record<string, unknown>): Buffer {
   if (typeof d.contentBase64 === 'string') return Buffer.from(d.contentBase64, 'base64');
   if (typeof d.content === 'string') return Buffer.from(d.content, 'utf8');
   if (d.content !== undefined) return Buffer.from(JSON.stringify(d.content), 'utf8');
-  throw new Error('work item has no content (expected content or contentBase64)');
+  throw new BadWork('work item has no content (expected content or contentBase64)');
 }
 
 export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
@@ -141,6 +161,23 @@ export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
       const pool = ctx.deps.postgres!;
       const { config, log } = ctx;
       let pollTimer: NodeJS.Timeout | undefined;
+      let started = false;
+      let firstPollDone = false;
+      const recordAttempt = async (url: string, ok: { sha256: string } | { error: string }) => {
+        const q =
+          'sha256' in ok
+            ? pool.query(
+                `INSERT INTO ${t.state} (source_url, last_attempt_at, last_success_at, last_sha256, last_error, consecutive_failures) VALUES ($1, now(), now(), $2, NULL, 0)
+                 ON CONFLICT (source_url) DO UPDATE SET last_attempt_at = now(), last_success_at = now(), last_sha256 = $2, last_error = NULL, consecutive_failures = 0`,
+                [url, ok.sha256],
+              )
+            : pool.query(
+                `INSERT INTO ${t.state} (source_url, last_attempt_at, last_error, consecutive_failures) VALUES ($1, now(), $2, 1)
+                 ON CONFLICT (source_url) DO UPDATE SET last_attempt_at = now(), last_error = $2, consecutive_failures = ${t.state}.consecutive_failures + 1`,
+                [url, ok.error.slice(0, 500)],
+              );
+        await q.catch((e: unknown) => log.warn('could not record the feed state', { sourceUrl: url, error: errorMessage(e) }));
+      };
 
       const ingestFromFeed = async (url: string): Promise<void> => {
         let backoff = config.ms('STELLA_FEED_RETRY_BACKOFF');
@@ -151,9 +188,11 @@ export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
             const content = Buffer.from(await res.arrayBuffer());
             const r = await ingest(pool, spec, { sourceUrl: url, content, mediaType: res.headers.get('content-type') ?? 'application/octet-stream', fetchedAt: new Date() });
             log.info(`${spec.kind} source fetched`, { sourceUrl: url, id: r.id, duplicate: r.duplicate, sha256: r.contentSha256 });
+            await recordAttempt(url, { sha256: r.contentSha256 });
             return;
           } catch (e) {
             log.warn(`fetching ${spec.kind} source failed`, { sourceUrl: url, attempt, error: errorMessage(e) });
+            await recordAttempt(url, { error: errorMessage(e) });
             await new Promise((r) => setTimeout(r, backoff));
             backoff *= 2;
           }
@@ -177,11 +216,11 @@ export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
       };
 
       ctx.work(`stella.${spec.name}.work`, async (data) => {
-        if (!data || typeof data !== 'object') throw new Error(`work item is not a JSON object`);
+        if (!data || typeof data !== 'object') throw new BadWork(`work item is not a JSON object`);
         const d = data as Record<string, unknown>;
-        if (typeof d.sourceUrl !== 'string' || !d.sourceUrl) throw new Error('work item has no sourceUrl');
+        if (typeof d.sourceUrl !== 'string' || !d.sourceUrl) throw new BadWork('work item has no sourceUrl');
         const fetchedAt = typeof d.fetchedAt === 'string' ? new Date(d.fetchedAt) : new Date();
-        if (Number.isNaN(fetchedAt.getTime())) throw new Error(`fetchedAt ${JSON.stringify(d.fetchedAt)} is not a date`);
+        if (Number.isNaN(fetchedAt.getTime())) throw new BadWork(`fetchedAt ${JSON.stringify(d.fetchedAt)} is not a date`);
         const r = await ingest(pool, spec, { sourceUrl: d.sourceUrl, content: decodeContent(d), mediaType: typeof d.mediaType === 'string' ? d.mediaType : 'application/json', fetchedAt });
         log.info(`${spec.kind} ingested`, { id: r.id, duplicate: r.duplicate, sourceUrl: d.sourceUrl, sha256: r.contentSha256, linkedTo: r.linkedTo });
         return r;
@@ -215,8 +254,10 @@ export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
             if (docs.length) log.info(`bundled ${spec.kind} seed ingested (existing records unchanged)`, { documents: docs.length });
           }
           const interval = config.ms('STELLA_FEED_POLL_INTERVAL');
+          started = true;
           const loop = () => {
             void poll().finally(() => {
+              firstPollDone = true;
               if (!ctx.isDraining()) pollTimer = setTimeout(loop, interval);
             });
           };
@@ -227,6 +268,44 @@ export function aggregatorService(spec: AggregatorSpec): ServiceDefinition {
         },
         routes: [
           { method: 'GET', path: '/capabilities', handler: ({ res }) => sendJson(res, 200, { merge: false, aggregation: 'link-only', immutableSources: true, kind: spec.kind }) },
+          {
+            method: 'GET',
+            path: '/status/watermark',
+            handler: async ({ res }) => {
+              const sources = config.list('STELLA_FEED_SOURCES');
+              const offline = config.bool('STELLA_OFFLINE');
+              const last = await pool.query<{ at: Date | null; n: string }>(`SELECT max(ingested_at) AS at, count(*) AS n FROM ${t.docs}`).catch(() => ({ rows: [{ at: null, n: '0' }] }));
+              const state = await pool
+                .query<{ source_url: string; last_attempt_at: Date; last_success_at: Date | null; last_sha256: string | null; last_error: string | null; consecutive_failures: number }>(`SELECT * FROM ${t.state}`)
+                .catch(() => ({ rows: [] }));
+              const byUrl = new Map(state.rows.map((r) => [r.source_url, r]));
+              const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+              const report = sources.map((url) => {
+                const r = byUrl.get(url);
+                return { url, ok: !!r && r.last_error === null && r.last_success_at !== null, lastAttemptAt: iso(r?.last_attempt_at), lastSuccessAt: iso(r?.last_success_at), lastSha256: r?.last_sha256 ?? null, lastError: r?.last_error ?? null, consecutiveFailures: r?.consecutive_failures ?? 0 };
+              });
+              // Work queued for ingestion (through JetStream) that is not done yet.
+              let queuePending: number | null = null;
+              try {
+                const jsm = await withTimeout(ctx.deps.jetstreamManager(), 2000, 'nats');
+                const ci = await jsm.consumers.info(WORK_STREAM, consumerName(`stella.${spec.name}.work`));
+                queuePending = ci.num_pending + ci.num_ack_pending;
+              } catch {
+                queuePending = null;
+              }
+              const feedsDone = offline || !sources.length || (firstPollDone && report.every((s) => s.ok));
+              const caughtUp = started && feedsDone && queuePending === 0;
+              sendJson(res, caughtUp ? 200 : 503, {
+                caughtUp,
+                lastIngestedAt: iso(last.rows[0]?.at),
+                records: Number(last.rows[0]?.n ?? 0),
+                startupDone: started,
+                offline,
+                queuePending,
+                sources: report,
+              });
+            },
+          },
           {
             method: 'GET',
             path: '/api/v1/documents',

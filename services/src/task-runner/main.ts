@@ -6,8 +6,9 @@
  * STELLA_TASK_SANDBOX=process runs each step in a child process with a scrubbed environment.
  */
 import { fork } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { runService, type ServiceContext } from '../runtime/service.ts';
+import { BadWork } from '../runtime/queue.ts';
 
 interface Step {
   id?: string;
@@ -17,7 +18,7 @@ interface Step {
   format?: string;
 }
 
-export class EgressDenied extends Error {
+export class EgressDenied extends BadWork {
   constructor(step: Step, reason: string) {
     super(`egress denied: step ${step.id ?? '(unnamed)'} wants ${step.url ?? 'the network'}, but ${reason}`);
     this.name = 'EgressDenied';
@@ -64,14 +65,17 @@ function inSandbox(step: Step, timeoutMs: number): Promise<unknown> {
   });
 }
 
-function runStep(ctx: ServiceContext, step: Step, tenant: string): Promise<unknown> {
+function runStep(ctx: ServiceContext, step: Step, tenant: string, workId: string): Promise<unknown> {
+  if (!['echo', 'fetch', 'export'].includes(step.kind)) return Promise.reject(new BadWork(`unknown step kind ${JSON.stringify(step.kind)} (expected echo, fetch or export)`));
   if (step.kind === 'fetch') {
-    if (!step.url) return Promise.reject(new Error('fetch step has no url'));
+    if (!step.url) return Promise.reject(new BadWork('fetch step has no url'));
     if (ctx.config.bool('STELLA_OFFLINE')) return Promise.reject(new EgressDenied(step, 'STELLA_OFFLINE=true (air-gapped mode)'));
     if (ctx.config.str('STELLA_EGRESS_POLICY') === 'deny') return Promise.reject(new EgressDenied(step, 'STELLA_EGRESS_POLICY=deny'));
   }
   if (step.kind === 'export') {
-    return ctx.publish('stella.export.work', { id: randomUUID(), tenant, format: step.format ?? 'json', target: 'production' }).then(() => ({ exportQueued: true }));
+    // Derived from the work item: a redelivered step queues the same export (deduplicated), not a second one.
+    const id = createHash('sha256').update(workId).digest('hex').slice(0, 32);
+    return ctx.publish('stella.export.work', { id, tenant, format: step.format ?? 'json', target: 'production' }, { msgId: `export:${id}` }).then(() => ({ exportQueued: true, exportId: id }));
   }
   return ctx.config.str('STELLA_TASK_SANDBOX') === 'process' ? inSandbox(step, 60_000) : execute(step);
 }
@@ -101,12 +105,12 @@ await runService({
   setup(ctx) {
     ctx.work(
       'stella.task-runner.work',
-      async (data) => {
+      async (data, item) => {
         const d = (data ?? {}) as { runId?: string; tenant?: string; step?: Step };
         const step = d.step;
-        if (!step || typeof step.kind !== 'string') throw new Error('work item has no step {kind, ...}');
+        if (!step || typeof step.kind !== 'string') throw new BadWork('work item has no step {kind, ...}');
         try {
-          const result = await runStep(ctx, step, typeof d.tenant === 'string' ? d.tenant : 'default');
+          const result = await runStep(ctx, step, typeof d.tenant === 'string' ? d.tenant : 'default', item.id);
           ctx.log.info('task step done', { runId: d.runId, step: step.id, kind: step.kind });
           await ctx.publish('stella.task-runner.results', { runId: d.runId, step: step.id, ok: true, result }).catch(() => undefined);
           return result;

@@ -84,7 +84,8 @@ async function main() {
     api('/api/v1/exports', { method: 'POST', body: JSON.stringify({ target: 'production', format: 'json' }) })
       .then((r) => ($('export-status').textContent = `export ${r.exportId} ${r.status}`))
       .catch(showError);
-  await refresh();
+  // The wizard and its state exist only in quickstart mode (the API answers 404 otherwise).
+  if (c.STELLA_QUICKSTART_MODE) await refresh();
 }
 
 main().catch(showError);

@@ -1,0 +1,28 @@
+/** Smoke tests of the deliverables on a real engine: the Compose quickstart (./compose.ts). */
+import { StellaError } from '../errors.ts';
+import { smokeCompose } from './compose.ts';
+
+export { smokeCompose, snapshot, compareSnapshots, type SmokeComposeOptions, type SmokeReport, type DataSnapshot } from './compose.ts';
+export { startFreshDaemon, forwardRule, type FreshDaemon } from './daemon.ts';
+
+type A = Readonly<Record<string, string | boolean | number | undefined>>;
+
+/** `stella-release smoke-compose …`: the report as JSON; fails listing every check that did not hold. */
+export async function smokeComposeFn(a: A, io: { readonly source: string; progress(line: string): void }): Promise<string> {
+  const images = a.images === undefined ? undefined : String(a.images);
+  if (!images) throw new StellaError('INVALID_ARGUMENT', '--images is required (the build document of the images to run, e.g. dist/build.json)');
+  const report = await smokeCompose({
+    source: io.source,
+    images,
+    ...(a.dockerHost ? { dockerHost: String(a.dockerHost) } : {}),
+    ...(a.supportLock ? { supportLock: String(a.supportLock) } : {}),
+    ...(a.workDir ? { workDir: String(a.workDir) } : {}),
+    ...(typeof a.timeout === 'number' ? { timeoutSeconds: a.timeout } : {}),
+    roundTrip: a.roundTrip === true,
+    exposePublic: a.exposePublic === true,
+    progress: io.progress,
+  });
+  const text = JSON.stringify(report, null, 2);
+  if (report.failures.length) throw new StellaError('VERIFY_FAILED', `smoke-compose: ${report.failures.length} check(s) failed:\n  - ${report.failures.join('\n  - ')}\n${text}`);
+  return text;
+}

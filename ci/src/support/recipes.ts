@@ -1,0 +1,322 @@
+/**
+ * What each support image is made of: the Debian packages (roots of a
+ * dependency closure, minus what only maintainer scripts need), or a Go binary
+ * built from pinned modules, plus the runtime contract (user, volume,
+ * entrypoint, ports). The catalog (ci/src/catalog) names the upstream image
+ * each one stands in for; the upstream default is the same software.
+ */
+import type { SupportName } from '../catalog/types.ts';
+
+/** Debian suite every Debian-based support image is built from. */
+export const SUPPORT_DEBIAN = { id: 'debian', versionId: '12', codename: 'bookworm' } as const;
+
+/** Packages of every support image (no shell, no package manager): what distroless `static` ships. */
+export const COMMON_DEBS = ['base-files', 'netbase', 'tzdata', 'ca-certificates'] as const;
+
+/**
+ * Never pulled into an image by the closure: they serve maintainer scripts,
+ * init systems, Debian's multi-version wrappers (perl) or JIT (libllvm14, ~100 MB;
+ * the PostgreSQL image runs with jit=off and its llvmjit module removed).
+ */
+export const EXCLUDED_DEBS: readonly string[] = [
+  'adduser', 'debconf', 'debconf-2.0', 'dpkg', 'debianutils', 'init-system-helpers', 'lsb-base', 'sysvinit-utils',
+  'sensible-utils', 'postgresql-common', 'postgresql-client-common', 'ssl-cert', 'locales', 'locales-all',
+  'perl', 'perl-base', 'perl-modules-5.36', 'libllvm14', 'passwd', 'login', 'systemd', 'systemd-sysv', 'coreutils',
+  'ucf', 'logrotate', 'cron', 'lsb-release', 'procps', 'openssl', 'libc-bin', 'mawk', 'gawk', 'sed', 'grep', 'util-linux',
+];
+
+export interface GoBinary {
+  /** Key in the inputs lock and the cache. */
+  readonly id: 'seaweedfs' | 'otelcol';
+  /** The module that is built (a wrapper module under tools/). */
+  readonly moduleDir: string;
+  /** Package to build, relative to moduleDir's module (`.` or an import path). */
+  readonly pkg: string;
+  /** Where the binary goes in the image. */
+  readonly pathInImage: string;
+  /** The upstream module and version (as the wrapper pins it), for labels and the SBOM root. */
+  readonly upstreamModule: string;
+  readonly upstreamVersion: string;
+  /** Human version (release number) of the software. */
+  readonly version: string;
+  readonly license: string;
+  readonly homepage: string;
+}
+
+export interface SupportRecipe {
+  readonly name: SupportName;
+  /** Repository name below the namespace. */
+  readonly image: string;
+  readonly title: string;
+  readonly description: string;
+  /** Root Debian packages (their Depends/Pre-Depends closure is installed), besides COMMON_DEBS. */
+  readonly debs: readonly string[];
+  readonly go?: GoBinary;
+  /** The fixed runtime user (uid = gid). */
+  readonly user: { readonly name: string; readonly uid: number; readonly home: string };
+  /** The only writable path (an image volume, owned by the user). */
+  readonly volume: string;
+  readonly volumeMode: number;
+  /** A second, scratch volume (contents ephemeral: a tmpfs or emptyDir), when the software insists on one. */
+  readonly scratch?: { readonly path: string; readonly why: string };
+  readonly entrypoint: readonly string[];
+  readonly cmd?: readonly string[];
+  readonly env: readonly string[];
+  readonly exposedPorts: readonly number[];
+  readonly workingDir: string;
+  readonly stopSignal?: string;
+  /** Exec-form health check (Docker honours it; compose and the chart declare their own too). */
+  readonly healthcheck?: readonly string[];
+  /** Files written into the image (path → content, mode). */
+  readonly files: readonly { readonly path: string; readonly content: string; readonly mode?: number }[];
+  /** Paths (relative to /) removed after unpacking. */
+  readonly prune: readonly string[];
+  /** Whether the image contains a shell (dash), and why: shown in a label. */
+  readonly shell?: string;
+  /** Upstream version the package or module reports, from the locked inputs (filled at build). */
+  readonly versionFrom: { readonly deb: string } | { readonly go: true };
+  readonly licenses: string;
+}
+
+const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** PostgreSQL's entrypoint (dash): initdb on an empty data directory, then exec postgres. */
+export const POSTGRES_ENTRYPOINT = `#!/bin/sh
+# StellaOps support image: PostgreSQL entrypoint (run by dash, the only shell in
+# the image). On an empty $PGDATA it runs initdb (superuser $POSTGRES_USER,
+# password from $POSTGRES_PASSWORD or the file $POSTGRES_PASSWORD_FILE,
+# scram-sha-256 over TCP), creates $POSTGRES_DB, then execs postgres listening on
+# all addresses, without a Unix socket (the root filesystem is read-only) and
+# without JIT. Same variables as the upstream postgres image.
+set -eu
+PGDATA="\${PGDATA:-/var/lib/postgresql/data}"
+export PGDATA
+case "\${1:-}" in
+  ''|-*) set -- postgres "$@" ;;
+esac
+if [ "$1" != postgres ]; then exec "$@"; fi
+shift
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  user="\${POSTGRES_USER:-postgres}"
+  db="\${POSTGRES_DB:-$user}"
+  if [ -n "\${POSTGRES_PASSWORD_FILE:-}" ]; then
+    pwfile="$POSTGRES_PASSWORD_FILE"
+  elif [ -n "\${POSTGRES_PASSWORD:-}" ]; then
+    pwfile=/dev/stdin
+  else
+    echo "stella-postgres: $PGDATA is empty and no password is set: set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE" >&2
+    exit 1
+  fi
+  case "$user$db" in *'"'*) echo 'stella-postgres: POSTGRES_USER and POSTGRES_DB must not contain a double quote' >&2; exit 1 ;; esac
+  printf '%s\\n' "\${POSTGRES_PASSWORD:-}" | initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" \\
+    --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C \${POSTGRES_INITDB_ARGS:-} >&2
+  printf '%s\\n' '# stella-postgres: every address, with a password' 'host all all all scram-sha-256' >> "$PGDATA/pg_hba.conf"
+  if [ "$db" != postgres ]; then
+    printf 'CREATE DATABASE "%s";\\n' "$db" | postgres --single -D "$PGDATA" -c jit=off postgres >/dev/null
+  fi
+  echo "stella-postgres: initialised $PGDATA (user $user, database $db)" >&2
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories= -c jit=off "$@"
+`;
+
+export const REDIS_CONF = `# StellaOps support image: Redis configuration. Pass --requirepass <secret>
+# (or other options) as arguments; they override these lines.
+bind * -::*
+protected-mode no
+port 6379
+daemonize no
+supervised no
+logfile ""
+dir /data
+appendonly yes
+appendfsync everysec
+save 3600 1 300 100 60 10000
+`;
+
+export const OTELCOL_CONFIG = `# StellaOps support image: default OpenTelemetry Collector configuration.
+# OTLP in (gRPC 4317, HTTP 4318), Prometheus scrape (the collector's own
+# metrics by default; compose and the chart mount a config that scrapes every
+# service's /metrics), batch, out to the debug exporter and to JSON lines under
+# /var/lib/otelcol (the volume). Health: http://:13133/.
+extensions:
+  health_check:
+    endpoint: 0.0.0.0:13133
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 0.0.0.0:4317
+      http:
+        endpoint: 0.0.0.0:4318
+  prometheus:
+    config:
+      scrape_configs:
+        - job_name: otelcol
+          scrape_interval: 30s
+          static_configs:
+            - targets: ['127.0.0.1:8888']
+processors:
+  batch:
+    timeout: 1s
+exporters:
+  debug:
+    verbosity: basic
+  file/traces:
+    path: /var/lib/otelcol/traces.jsonl
+  file/metrics:
+    path: /var/lib/otelcol/metrics.jsonl
+  file/logs:
+    path: /var/lib/otelcol/logs.jsonl
+service:
+  extensions: [health_check]
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: 8888
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [debug, file/traces]
+    metrics:
+      receivers: [otlp, prometheus]
+      processors: [batch]
+      exporters: [debug, file/metrics]
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [debug, file/logs]
+`;
+
+export const SEAWEEDFS_VERSION = '4.53';
+export const SEAWEEDFS_MODULE_VERSION = 'v0.0.0-20261109003541-7506e5f91cd6';
+export const OTELCOL_VERSION = '0.165.0';
+
+export const RECIPES: Readonly<Record<SupportName, SupportRecipe>> = {
+  postgres: {
+    name: 'postgres',
+    image: 'support-postgres',
+    title: 'PostgreSQL 15',
+    description: "PostgreSQL 15 from Debian 12's postgresql-15, with a dash entrypoint that runs initdb on an empty data directory",
+    debs: ['postgresql-15', 'postgresql-client-15', 'dash'],
+    user: { name: 'postgres', uid: 999, home: '/var/lib/postgresql' },
+    volume: '/var/lib/postgresql/data',
+    volumeMode: 0o700,
+    entrypoint: ['/bin/sh', '/usr/local/bin/stella-postgres-entrypoint'],
+    cmd: ['postgres'],
+    env: [`PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, 'PGDATA=/var/lib/postgresql/data'],
+    exposedPorts: [5432],
+    workingDir: '/var/lib/postgresql',
+    stopSignal: 'SIGINT',
+    healthcheck: ['CMD', 'pg_isready', '-h', '127.0.0.1', '-p', '5432', '-q'],
+    files: [{ path: '/usr/local/bin/stella-postgres-entrypoint', content: POSTGRES_ENTRYPOINT, mode: 0o755 }],
+    prune: ['usr/lib/postgresql/15/lib/llvmjit.so', 'usr/lib/postgresql/15/lib/llvmjit_types.bc', 'usr/lib/postgresql/15/lib/bitcode', 'usr/share/postgresql/15/man', 'etc/postgresql-common', 'usr/share/postgresql-common'],
+    shell: 'dash (/bin/sh), only to run the initdb entrypoint /usr/local/bin/stella-postgres-entrypoint',
+    versionFrom: { deb: 'postgresql-15' },
+    licenses: 'PostgreSQL AND GPL-2.0-or-later',
+  },
+  redis: {
+    name: 'redis',
+    image: 'support-redis',
+    title: 'Redis 7',
+    description: "Redis from Debian 12's redis-server and redis-tools (redis-cli for health checks); no shell",
+    debs: ['redis-server', 'redis-tools'],
+    user: { name: 'redis', uid: 999, home: '/data' },
+    volume: '/data',
+    volumeMode: 0o750,
+    entrypoint: ['/usr/bin/redis-server', '/etc/redis/stella.conf'],
+    env: [PATH_ENV],
+    exposedPorts: [6379],
+    workingDir: '/data',
+    healthcheck: ['CMD', '/usr/bin/redis-cli', 'ping'],
+    files: [{ path: '/etc/redis/stella.conf', content: REDIS_CONF }],
+    prune: ['etc/redis/redis.conf', 'etc/redis/sentinel.conf', 'etc/init.d', 'etc/logrotate.d', 'lib/systemd', 'usr/lib/systemd', 'etc/default'],
+    versionFrom: { deb: 'redis-server' },
+    licenses: 'BSD-3-Clause',
+  },
+  queue: {
+    name: 'queue',
+    image: 'support-queue',
+    title: 'NATS with JetStream',
+    description: "NATS from Debian 12's nats-server, run with JetStream (-js) storing under /data; no shell",
+    debs: ['nats-server'],
+    user: { name: 'nats', uid: 65532, home: '/data' },
+    volume: '/data',
+    volumeMode: 0o750,
+    entrypoint: ['/usr/sbin/nats-server'],
+    cmd: ['-js', '-sd', '/data', '-p', '4222', '-m', '8222'],
+    env: [PATH_ENV],
+    exposedPorts: [4222, 8222],
+    workingDir: '/data',
+    files: [],
+    prune: ['etc/init.d', 'lib/systemd', 'usr/lib/systemd', 'etc/default'],
+    versionFrom: { deb: 'nats-server' },
+    licenses: 'Apache-2.0',
+  },
+  'object-store': {
+    name: 'object-store',
+    image: 'support-object-store',
+    title: `SeaweedFS ${SEAWEEDFS_VERSION} (S3 gateway)`,
+    description: 'SeaweedFS (Apache-2.0) built from Go modules: master, volume and filer in one process with the S3 gateway on 9000; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; data under /data; no shell',
+    debs: [],
+    go: {
+      id: 'seaweedfs',
+      moduleDir: 'tools/seaweedfs',
+      pkg: 'github.com/seaweedfs/seaweedfs/weed',
+      pathInImage: '/usr/bin/weed',
+      upstreamModule: 'github.com/seaweedfs/seaweedfs',
+      upstreamVersion: SEAWEEDFS_MODULE_VERSION,
+      version: SEAWEEDFS_VERSION,
+      license: 'Apache-2.0',
+      homepage: 'https://github.com/seaweedfs/seaweedfs',
+    },
+    user: { name: 'seaweed', uid: 65532, home: '/data' },
+    volume: '/data',
+    volumeMode: 0o750,
+    // SeaweedFS listens on Unix sockets under /tmp (hard-coded) for same-process gRPC and has no TCP fallback.
+    scratch: { path: '/tmp', why: 'SeaweedFS puts its local gRPC Unix sockets in /tmp (hard-coded); mount a tmpfs/emptyDir there' },
+    entrypoint: ['/usr/bin/weed', '-logtostderr=true'],
+    cmd: ['server', '-dir=/data', '-ip=127.0.0.1', '-ip.bind=0.0.0.0', '-master.volumeSizeLimitMB=1024', '-volume.max=0', '-filer', '-s3', '-s3.port=9000'],
+    env: [PATH_ENV],
+    exposedPorts: [9000],
+    workingDir: '/data',
+    files: [],
+    prune: [],
+    versionFrom: { go: true },
+    licenses: 'Apache-2.0',
+  },
+  'otel-collector': {
+    name: 'otel-collector',
+    image: 'support-otel-collector',
+    title: `OpenTelemetry Collector ${OTELCOL_VERSION}`,
+    description: 'OpenTelemetry Collector built with the collector builder from tools/otelcol/manifest.yaml: otlp and prometheus receivers, batch, debug, file and otlp/otlphttp exporters, health_check; no shell',
+    debs: [],
+    go: {
+      id: 'otelcol',
+      moduleDir: 'tools/otelcol/generated',
+      pkg: '.',
+      pathInImage: '/usr/bin/otelcol-stella',
+      upstreamModule: 'go.opentelemetry.io/collector/otelcol',
+      upstreamVersion: `v${OTELCOL_VERSION}`,
+      version: OTELCOL_VERSION,
+      license: 'Apache-2.0',
+      homepage: 'https://opentelemetry.io/docs/collector/',
+    },
+    user: { name: 'otel', uid: 10001, home: '/var/lib/otelcol' },
+    volume: '/var/lib/otelcol',
+    volumeMode: 0o750,
+    entrypoint: ['/usr/bin/otelcol-stella'],
+    cmd: ['--config', '/etc/otelcol/config.yaml'],
+    env: [PATH_ENV],
+    exposedPorts: [4317, 4318, 13133],
+    workingDir: '/var/lib/otelcol',
+    files: [{ path: '/etc/otelcol/config.yaml', content: OTELCOL_CONFIG }],
+    prune: [],
+    versionFrom: { go: true },
+    licenses: 'Apache-2.0',
+  },
+};
