@@ -6,13 +6,14 @@
  * symlinks to the repository's top-level entries, and `dist` pointing at that
  * release. See docs/README.md for the convention.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, blocks, fileArguments, logicalLines, pages, read, shellBlocks, type Block } from './pages.ts';
+import { runForStatus, type Exit } from '../../ci/src/base/exec.ts';
 
 const NODE = join(ROOT, 'node_modules', '.bin', 'node');
 /** Enough of a release for every page (api and console); a full one takes minutes on two shared cores. */
@@ -26,20 +27,8 @@ const env: NodeJS.ProcessEnv = {
   STELLA_BASE_LOCK_POLICY: 'refresh-if-unavailable',
 };
 
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (d) => (stdout += String(d)));
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    child.on('error', reject);
-    child.on('exit', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+function run(cmd: string, args: string[], cwd: string, timeoutMs: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<Exit> {
+  return runForStatus(cmd, args, { cwd, env: { ...env, ...extraEnv }, timeoutMs });
 }
 
 /** A directory that looks like the checkout, with `dist` being the scratch release. */

@@ -60,29 +60,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   const proc: ChildProcess = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d) => (stderr += String(d)));
-  const host = `127.0.0.1:${port}`;
-  try {
-    await waitFor(`registry on ${host}`, async () => (await fetch(`http://${host}/v2/`)).ok, 15_000);
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw new Error(`${(e as Error).message}\n${stderr}`);
-  }
-  return {
-    kind: 'distribution',
-    referrersApi: false,
-    host,
-    url: `http://${host}`,
-    storage: join(dir, 'data'),
-    async stop() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (proc.exitCode === null) proc.kill('SIGKILL');
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return served(proc, () => stderr, { kind: 'distribution', host: `127.0.0.1:${port}`, storage: join(dir, 'data'), dir });
 }
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
@@ -128,28 +106,7 @@ export async function startReferrersRegistry(): Promise<TestRegistry> {
       reject(new Error(`referrers registry exited (${code}) before listening\n${stderr}`));
     });
   });
-  try {
-    await waitFor(`referrers registry on ${host}`, async () => (await fetch(`http://${host}/v2/`)).ok, 15_000);
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw new Error(`${(e as Error).message}\n${stderr}`);
-  }
-  return {
-    kind: 'referrers',
-    referrersApi: true,
-    host,
-    url: `http://${host}`,
-    storage,
-    async stop() {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (proc.exitCode === null) proc.kill('SIGKILL');
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return served(proc, () => stderr, { kind: 'referrers', host, storage, dir });
 }
 
 export function startRegistryOfKind(kind: RegistryKind): Promise<TestRegistry> {
@@ -189,3 +146,30 @@ export function registryKinds(): RegistryKindCase[] {
     },
   ];
 }
+
+/** Waits for `/v2/` on `host`, then hands back the registry; kills the process if it never answers. */
+async function served(proc: ChildProcess, stderr: () => string, o: { kind: TestRegistry['kind']; host: string; storage: string; dir: string }): Promise<TestRegistry> {
+  try {
+    await waitFor(`${o.kind} registry on ${o.host}`, async () => (await fetch(`http://${o.host}/v2/`)).ok, 15_000);
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw new Error(`${(e as Error).message}\n${stderr()}`);
+  }
+  return {
+    kind: o.kind,
+    referrersApi: o.kind === 'referrers',
+    host: o.host,
+    url: `http://${o.host}`,
+    storage: o.storage,
+    async stop() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+      rmSync(o.dir, { recursive: true, force: true });
+    },
+  };
+}
+

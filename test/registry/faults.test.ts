@@ -17,6 +17,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { skipUnless } from '../helpers/tools.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { buildTestImage, bytesFrom, type TestImage } from './image-fixture.ts';
+import { REDACTED } from '../../ci/src/redact/index.ts';
 
 const FAST = { attempts: 4, baseMs: 20, maxMs: 200 } as const;
 const CANARY_PASSWORD = 'canary-pw-5b1f0c7e9a2d4e6f';
@@ -291,7 +292,7 @@ describe.skipIf(SKIP)('registry faults, retries and auth through a fault proxy',
       expect(err.code).toBe('REGISTRY_AUTH');
       expect(err.message).toMatch(/token endpoint http:\/\/127\.0\.0\.1:\d+\/token refused a token for scope repository:auth\/denied:pull,push \(HTTP 401/);
       // The endpoint's body echoed "Basic <base64(user:password)>": it is shown redacted.
-      expect(err.message).toContain('bad credentials: Basic ***');
+      expect(err.message).toContain(`bad credentials: Basic ${REDACTED}`);
       expectNoSecrets(visible(err) + JSON.stringify(events), wrongPw, CANARY_PASSWORD, ISSUED_TOKEN);
     });
 
@@ -315,7 +316,7 @@ describe.skipIf(SKIP)('registry faults, retries and auth through a fault proxy',
       const err = await failure(client.getManifest('auth/bearer', image.index.digest));
       bearer.clearFaults();
       expect(err.code).toBe('REGISTRY_ERROR');
-      expect(err.message).toContain('internal error for Bearer ***');
+      expect(err.message).toContain(`internal error for Bearer ${REDACTED}`);
       expectNoSecrets(visible(err) + JSON.stringify(events), CANARY_PASSWORD, ISSUED_TOKEN);
     });
 

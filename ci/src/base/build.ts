@@ -20,7 +20,7 @@
  * /home/nonroot, Env PATH (+/nodejs/bin) and SSL_CERT_FILE, OCI labels; created
  * = SOURCE_DATE_EPOCH. Same inputs + same epoch → same digests.
  */
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile, unlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { StellaError } from '../errors.ts';
@@ -36,7 +36,7 @@ import { BASE_PLATFORMS, readNodePin } from './pin.ts';
 /** The runtime user, as in distroless ":nonroot". */
 export const NONROOT_UID = 65532;
 export const NODE_PATH_IN_IMAGE = '/nodejs/bin/node';
-export const CA_BUNDLE_PATH = '/etc/ssl/certs/ca-certificates.crt';
+import { CA_BUNDLE_PATH, caBundle, pathExists, pruneDocs } from './rootfs.ts';
 export const BASE_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/nodejs/bin';
 /** The index.json ref name of the base in the output layout. */
 export const BASE_REF_NAME = 'nodejs24-debian12';
@@ -102,53 +102,6 @@ function isoOf(epoch: number): string {
   return new Date(epoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
 }
 
-async function pathExists(p: string): Promise<boolean> {
-  return lstat(p).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Keeps only `copyright` in each /usr/share/doc/<pkg>/ (symlinked doc dirs stay as links). */
-async function pruneDocs(root: string): Promise<void> {
-  const docs = join(root, 'usr/share/doc');
-  if (!(await pathExists(docs))) return;
-  for (const pkg of await readdir(docs)) {
-    const dir = join(docs, pkg);
-    const st = await lstat(dir);
-    if (!st.isDirectory()) continue;
-    for (const f of await readdir(dir)) if (f !== 'copyright') await rm(join(dir, f), { recursive: true, force: true });
-  }
-}
-
-async function listFiles(dir: string, suffix: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    for (const n of await readdir(d)) {
-      const p = join(d, n);
-      const st = await lstat(p);
-      if (st.isDirectory()) await walk(p);
-      else if (n.endsWith(suffix)) out.push(p);
-    }
-  };
-  if (await pathExists(dir)) await walk(dir);
-  return out;
-}
-
-/** The ca-certificates bundle: every .crt under usr/share/ca-certificates, sorted by path, concatenated. */
-async function caBundle(root: string): Promise<Uint8Array> {
-  const base = join(root, 'usr/share/ca-certificates');
-  const files = (await listFiles(base, '.crt')).map((p) => p.slice(base.length + 1)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  if (files.length === 0) throw new StellaError('BUILD_FAILED', `base rootfs: no certificates under /usr/share/ca-certificates (expected the ca-certificates package)`);
-  const parts: Buffer[] = [];
-  for (const f of files) {
-    let pem = await readFile(join(base, f));
-    if (pem.length > 0 && pem[pem.length - 1] !== 0x0a) pem = Buffer.concat([pem, Buffer.from('\n')]);
-    parts.push(pem);
-  }
-  return Buffer.concat(parts);
-}
-
 /** Extracts package/bin/node and package/LICENSE from the npm tarball into <root>/nodejs. */
 async function unpackNode(tgz: string, root: string): Promise<void> {
   const wanted: Record<string, string> = { 'package/bin/node': 'nodejs/bin/node', 'package/LICENSE': 'nodejs/LICENSE' };
@@ -201,7 +154,7 @@ async function buildRootfs(root: string, inputsDir: string, platform: PlatformNa
   await unpackNode(join(inputsDir, debArch, 'npm', locked.node.filename), root);
 
   await mkdir(join(root, 'etc/ssl/certs'), { recursive: true });
-  await writeFile(join(root, CA_BUNDLE_PATH), await caBundle(root));
+  await writeFile(join(root, CA_BUNDLE_PATH), await caBundle(root, 'base rootfs'));
   await writeFile(join(root, 'etc/passwd'), PASSWD);
   await writeFile(join(root, 'etc/group'), GROUP);
   await writeFile(join(root, 'etc/nsswitch.conf'), NSSWITCH);

@@ -1,5 +1,5 @@
 /** Runs a program (no shell) with a time limit; failures name the command and show its stderr. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { StellaError, type ErrorCode } from '../errors.ts';
 
 export interface RunOptions {
@@ -22,5 +22,32 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         } else resolve({ stdout, stderr });
       },
     );
+  });
+}
+
+export interface Exit {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a program (no shell) and resolves with its exit status and output whatever the status (a
+ * caller that reports each failure itself); killed after `timeoutMs`; `input` goes to its stdin.
+ */
+export function runForStatus(cmd: string, args: readonly string[], o: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv; readonly timeoutMs: number; readonly input?: string }): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: o.cwd, env: o.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs);
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('error', reject);
+    child.on('exit', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+    child.stdin.end(o.input ?? '');
   });
 }

@@ -126,7 +126,7 @@ function servicePortsSentence(c: Catalog): string {
   ];
   return [
     `Ports are the catalog's (\`ci/src/catalog/catalog.ts\`): ${ports.join(', ')} (\`STELLA_HTTP_PORT\` changes it).`,
-    `The host ports the catalog assigns to the Compose quickstart (coming; on 127.0.0.1) are ${published.join(', ')}; every other port stays inside the stack.`,
+    `The host ports the catalog assigns to the Compose quickstart (on 127.0.0.1; on every address with \`EXPOSE_PUBLIC=1\`) are ${published.join(', ')}; every other port stays inside the stack.`,
   ].join('\n');
 }
 

@@ -142,6 +142,46 @@ export interface AppSbomOptions {
 }
 
 /** The SPDX document of the application content of one service image (/app/sbom.spdx.json). */
+
+/** The SPDX package of a container image (one platform's manifest), with its OCI purl. */
+export function containerSpdxPackage(o: { readonly name: string; readonly manifestDigest: string; readonly platform: string; readonly repository: string; readonly description: string }): SpdxPackage {
+  const platform = parsePlatform(o.platform);
+  const qualifiers: Record<string, string> = { arch: platform.architecture, repository_url: o.repository };
+  if (platform.variant) qualifiers.variant = platform.variant;
+  return {
+    SPDXID: imagePackageId(o.manifestDigest),
+    name: o.name,
+    versionInfo: o.manifestDigest,
+    supplier: SUPPLIER,
+    downloadLocation: NOASSERTION,
+    filesAnalyzed: false,
+    checksums: [{ algorithm: 'SHA256', checksumValue: digestHex(o.manifestDigest) }],
+    licenseConcluded: NOASSERTION,
+    licenseDeclared: NOASSERTION,
+    copyrightText: NOASSERTION,
+    description: o.description,
+    externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: ociPurl(o.name, o.manifestDigest, qualifiers) }],
+    primaryPackagePurpose: 'CONTAINER',
+  };
+}
+
+/** The SPDX package of the operating system the Debian packages belong to. */
+export function operatingSystemSpdxPackage(distro: { readonly id: string; readonly versionId: string }, description: string): SpdxPackage {
+  return {
+    SPDXID: `SPDXRef-OperatingSystem-${distro.id}-${distro.versionId}`.replace(/[^A-Za-z0-9.-]/g, '-'),
+    name: distro.id,
+    versionInfo: distro.versionId,
+    supplier: NOASSERTION,
+    downloadLocation: NOASSERTION,
+    filesAnalyzed: false,
+    licenseConcluded: NOASSERTION,
+    licenseDeclared: NOASSERTION,
+    copyrightText: NOASSERTION,
+    description,
+    primaryPackagePurpose: 'OPERATING_SYSTEM',
+  };
+}
+
 export function appSbom(o: AppSbomOptions): SpdxDocument {
   const image = imageName(o.service);
   const what = `app SBOM of ${image} ${o.version}`;
@@ -278,7 +318,6 @@ function appPart(app: SpdxDocument, what: string): { root: string; packages: Spd
 /** The SPDX document of one platform image of a service. */
 export function imageSbom(o: ImageSbomOptions): SpdxDocument {
   const image = imageName(o.service);
-  const platform = parsePlatform(o.platform);
   const what = `image SBOM of ${image} ${o.platform}`;
   assertDigest(o.manifestDigest, `${what}: manifestDigest`);
   assertRepository(o.repository, what);
@@ -286,36 +325,8 @@ export function imageSbom(o: ImageSbomOptions): SpdxDocument {
   const distro = `${distroId.id}-${distroId.versionId}`;
 
   const imageId = imagePackageId(o.manifestDigest);
-  const qualifiers: Record<string, string> = { arch: platform.architecture, repository_url: o.repository };
-  if (platform.variant) qualifiers.variant = platform.variant;
-  const imagePkg: SpdxPackage = {
-    SPDXID: imageId,
-    name: image,
-    versionInfo: o.manifestDigest,
-    supplier: SUPPLIER,
-    downloadLocation: NOASSERTION,
-    filesAnalyzed: false,
-    checksums: [{ algorithm: 'SHA256', checksumValue: digestHex(o.manifestDigest) }],
-    licenseConcluded: NOASSERTION,
-    licenseDeclared: NOASSERTION,
-    copyrightText: NOASSERTION,
-    description: `StellaOps ${o.service} image for ${o.platform}`,
-    externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: ociPurl(image, o.manifestDigest, qualifiers) }],
-    primaryPackagePurpose: 'CONTAINER',
-  };
-  const osPkg: SpdxPackage = {
-    SPDXID: `SPDXRef-OperatingSystem-${distroId.id}-${distroId.versionId}`.replace(/[^A-Za-z0-9.-]/g, '-'),
-    name: distroId.id,
-    versionInfo: distroId.versionId,
-    supplier: NOASSERTION,
-    downloadLocation: NOASSERTION,
-    filesAnalyzed: false,
-    licenseConcluded: NOASSERTION,
-    licenseDeclared: NOASSERTION,
-    copyrightText: NOASSERTION,
-    description: 'Operating system of the base layer (distroless-style: packages only, no shell or package manager).',
-    primaryPackagePurpose: 'OPERATING_SYSTEM',
-  };
+  const imagePkg = containerSpdxPackage({ name: image, manifestDigest: o.manifestDigest, platform: o.platform, repository: o.repository, description: `StellaOps ${o.service} image for ${o.platform}` });
+  const osPkg = operatingSystemSpdxPackage(distroId, 'Operating system of the base layer (distroless-style: packages only, no shell or package manager).');
   const extracted = new Map<string, SpdxExtractedLicense>();
   const debs = o.osPackages.map((p) => {
     mergeExtracted(extracted, p.license?.extracted, what);

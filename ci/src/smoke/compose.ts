@@ -19,10 +19,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { runForStatus, type Exit } from '../base/exec.ts';
 import { catalog } from '../catalog/index.ts';
+import { freePort } from '../net.ts';
 import { COMPOSE_DIR, PROJECT, TLS_PORTS, imageVariable, publishedPorts } from '../compose/render.ts';
 import { imageRef, parseSupportLock } from '../compose/images.ts';
 import { SUPPORT_SERVICE } from '../compose/settings.ts';
@@ -80,39 +81,6 @@ export interface SmokeReport {
   readonly failures: string[];
 }
 
-interface Run {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function runAsync(cmd: string, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number, input?: string): Promise<Run> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.on('data', (d) => (stdout += String(d)));
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    child.on('error', reject);
-    child.on('exit', (status) => {
-      clearTimeout(timer);
-      resolvePromise({ status, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => res(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -155,8 +123,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     const lock = parseSupportLock(JSON.parse(readFileSync(o.supportLock, 'utf8')), o.supportLock);
     for (const [name, pin] of Object.entries(lock)) env[imageVariable(SUPPORT_SERVICE[name]!)] = imageRef(pin!);
   }
-  const sh = (script: string, args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) => runAsync('bash', [join(install, script), ...args], install, { ...env, ...extra }, (timeout + 300) * 1000, input);
-  const docker = (args: string[], input?: string) => runAsync('docker', args, install, env, 120_000, input);
+  const sh = (script: string, args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) => runForStatus('bash', [join(install, script), ...args], { cwd: install, env: { ...env, ...extra }, timeoutMs: (timeout + 300) * 1000, input });
+  const docker = (args: string[], input?: string) => runForStatus('docker', args, { cwd: install, env, timeoutMs: 120_000, input });
   const compose = (args: string[], input?: string) => docker(['compose', '-p', PROJECT, ...args], input);
   // A daemon reached over TCP (a DinD service) publishes in its own network namespace: the
   // ports bind to every address there (EXPOSE_PUBLIC=1) and are reached at its host name.
@@ -328,7 +296,7 @@ async function fileFromContainer(env: NodeJS.ProcessEnv, container: string, path
   return r.subarray(512, 512 + size).toString('utf8');
 }
 
-async function telemetry(docker: (args: string[]) => Promise<Run>, env: NodeJS.ProcessEnv): Promise<{ scrapedMetrics: number; spans: number; spanServices: string[] }> {
+async function telemetry(docker: (args: string[]) => Promise<Exit>, env: NodeJS.ProcessEnv): Promise<{ scrapedMetrics: number; spans: number; spanServices: string[] }> {
   const id = (await docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--filter', 'label=com.docker.compose.service=otel-collector'])).stdout.trim();
   const targets = catalog.services.map((s) => `${s.name}:${s.http.port}`);
   let out = { scrapedMetrics: 0, spans: 0, spanServices: [] as string[] };
@@ -380,7 +348,7 @@ async function createData(api: string, token: string, progress: (l: string) => v
   return created;
 }
 
-type ComposeRun = (args: string[], input?: string) => Promise<Run>;
+type ComposeRun = (args: string[], input?: string) => Promise<Exit>;
 
 /** Every table (row count, md5 of the sorted rows), every object (sha256), Redis keys, JetStream streams. */
 export async function snapshot(compose: ComposeRun, install: string, objectStore: string): Promise<DataSnapshot> {

@@ -5,11 +5,11 @@
  * directory (owned by the user; the only writable path), one deterministic
  * layer (ci/src/oci), an OCI config and manifest written to an OCI layout.
  */
-import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, symlink, unlink, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { StellaError } from '../errors.ts';
 import { run } from '../base/exec.ts';
+import { CA_BUNDLE_PATH, caBundle, pathExists, pruneDocs } from '../base/rootfs.ts';
 import { BASE_PLATFORMS } from '../base/pin.ts';
 import type { LockedDeb } from '../base/lock.ts';
 import { SOURCE_URL } from '../catalog/index.ts';
@@ -27,52 +27,7 @@ const PRUNE = [
   'usr/share/dict', 'usr/share/bug', 'usr/share/menu', 'etc/update-motd.d', 'etc/profile.d', 'etc/skel', 'etc/ca-certificates/update.d',
   'usr/sbin/update-ca-certificates', 'etc/cron.daily', 'etc/logrotate.d', 'usr/share/bash-completion',
 ];
-export const CA_BUNDLE_PATH = '/etc/ssl/certs/ca-certificates.crt';
 
-async function pathExists(p: string): Promise<boolean> {
-  return lstat(p).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function pruneDocs(root: string): Promise<void> {
-  const docs = join(root, 'usr/share/doc');
-  if (!(await pathExists(docs))) return;
-  for (const pkg of await readdir(docs)) {
-    const dir = join(docs, pkg);
-    if (!(await lstat(dir)).isDirectory()) continue;
-    for (const f of await readdir(dir)) if (f !== 'copyright') await rm(join(dir, f), { recursive: true, force: true });
-  }
-}
-
-async function listCrt(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    for (const n of await readdir(d)) {
-      const p = join(d, n);
-      const st = await lstat(p);
-      if (st.isDirectory()) await walk(p);
-      else if (n.endsWith('.crt')) out.push(p);
-    }
-  };
-  if (await pathExists(dir)) await walk(dir);
-  return out;
-}
-
-/** The ca-certificates bundle as update-ca-certificates would write it: every .crt, sorted by path, concatenated. */
-async function caBundle(root: string): Promise<Buffer> {
-  const base = join(root, 'usr/share/ca-certificates');
-  const files = (await listCrt(base)).map((p) => p.slice(base.length + 1)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  if (files.length === 0) throw new StellaError('BUILD_FAILED', 'support rootfs: no certificates under /usr/share/ca-certificates');
-  const parts: Buffer[] = [];
-  for (const f of files) {
-    let pem = await readFile(join(base, f));
-    if (pem.length > 0 && pem[pem.length - 1] !== 0x0a) pem = Buffer.concat([pem, Buffer.from('\n')]);
-    parts.push(pem);
-  }
-  return Buffer.concat(parts);
-}
 
 function isoOf(epoch: number): string {
   return new Date(epoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
@@ -114,7 +69,7 @@ export async function assemblePlatformImage(o: AssembleOptions): Promise<Platfor
     if ((await pathExists(join(root, 'bin/dash'))) && !(await pathExists(join(root, 'bin/sh')))) await symlink('dash', join(root, 'bin/sh'));
 
     await mkdir(join(root, 'etc/ssl/certs'), { recursive: true });
-    await writeFile(join(root, CA_BUNDLE_PATH), await caBundle(root));
+    await writeFile(join(root, CA_BUNDLE_PATH), await caBundle(root, 'support rootfs'));
     const u = recipe.user;
     await writeFile(join(root, 'etc/passwd'), [`root:x:0:0:root:/root:/sbin/nologin`, `${u.name}:x:${u.uid}:${u.uid}:${u.name}:${u.home}:/sbin/nologin`, 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin', ''].join('\n'));
     await writeFile(join(root, 'etc/group'), [`root:x:0:`, `${u.name}:x:${u.uid}:`, 'nogroup:x:65534:', ''].join('\n'));

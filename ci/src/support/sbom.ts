@@ -7,7 +7,7 @@
 import { PackageURL } from 'packageurl-js';
 import { StellaError } from '../errors.ts';
 import { digestHex, parsePlatform } from '../oci/types.ts';
-import { osSpdxPackage } from '../sbom/documents.ts';
+import { containerSpdxPackage, operatingSystemSpdxPackage, osSpdxPackage } from '../sbom/documents.ts';
 import { creators, DOCUMENT_ID, imageIndexPackageId, imagePackageId, NAMESPACE_BASE, NOASSERTION, ociPurl, packageId, platformDocumentRef, sortPackages, sortRelationships, spdxDigest, spdxTimestamp, SUPPLIER, byCodeUnit } from '../sbom/spdx.ts';
 import { licenseRefsIn } from '../sbom/license.ts';
 import type { CreatedAt, OsPackage, SpdxDocument, SpdxExtractedLicense, SpdxPackage, SpdxRelationship } from '../sbom/types.ts';
@@ -57,38 +57,11 @@ export interface SupportImageSbomOptions {
 }
 
 export function supportImageSbom(o: SupportImageSbomOptions): SpdxDocument {
-  const platform = parsePlatform(o.platform);
   const what = `SBOM of ${o.image} ${o.platform}`;
   const distro = `${SUPPORT_DEBIAN.id}-${SUPPORT_DEBIAN.versionId}`;
   const imageId = imagePackageId(o.manifestDigest);
-  const imagePkg: SpdxPackage = {
-    SPDXID: imageId,
-    name: o.image,
-    versionInfo: o.manifestDigest,
-    supplier: SUPPLIER,
-    downloadLocation: NOASSERTION,
-    filesAnalyzed: false,
-    checksums: [{ algorithm: 'SHA256', checksumValue: digestHex(o.manifestDigest) }],
-    licenseConcluded: NOASSERTION,
-    licenseDeclared: NOASSERTION,
-    copyrightText: NOASSERTION,
-    description: `StellaOps support image ${o.title} for ${o.platform}`,
-    externalRefs: [{ referenceCategory: 'PACKAGE-MANAGER', referenceType: 'purl', referenceLocator: ociPurl(o.image, o.manifestDigest, { arch: platform.architecture, repository_url: o.repository }) }],
-    primaryPackagePurpose: 'CONTAINER',
-  };
-  const osPkg: SpdxPackage = {
-    SPDXID: `SPDXRef-OperatingSystem-${SUPPORT_DEBIAN.id}-${SUPPORT_DEBIAN.versionId}`,
-    name: SUPPORT_DEBIAN.id,
-    versionInfo: SUPPORT_DEBIAN.versionId,
-    supplier: NOASSERTION,
-    downloadLocation: NOASSERTION,
-    filesAnalyzed: false,
-    licenseConcluded: NOASSERTION,
-    licenseDeclared: NOASSERTION,
-    copyrightText: NOASSERTION,
-    description: 'Debian packages unpacked with dpkg-deb (no maintainer scripts, no package manager).',
-    primaryPackagePurpose: 'OPERATING_SYSTEM',
-  };
+  const imagePkg = containerSpdxPackage({ name: o.image, manifestDigest: o.manifestDigest, platform: o.platform, repository: o.repository, description: `StellaOps support image ${o.title} for ${o.platform}` });
+  const osPkg = operatingSystemSpdxPackage(SUPPORT_DEBIAN, 'Debian packages unpacked with dpkg-deb (no maintainer scripts, no package manager).');
   const extracted = new Map<string, SpdxExtractedLicense>();
   const packages: SpdxPackage[] = [imagePkg, osPkg];
   const relationships: SpdxRelationship[] = [rel(DOCUMENT_ID, 'DESCRIBES', imageId), rel(imageId, 'CONTAINS', osPkg.SPDXID)];
