@@ -80,6 +80,8 @@ VERSIONS_FILE=/usr/local/share/stella-host/tool-versions
 APT_PACKAGES=(
   docker.io docker-registry qemu-user-static binfmt-support postgresql redis-server
   nats-server buildah zstd unzip jq curl iproute2 ca-certificates xz-utils shellcheck iptables
+  chromium fonts-dejavu-core
+  containerd runc containernetworking-plugins
 )
 # skopeo 1.18 from trixie needs glibc 2.38 and libgpgme11t64: we ship those beside it.
 SKOPEO_DEBS=(skopeo libc6 libgpgme11t64 libassuan9 libgpg-error0 libsqlite3-0)

@@ -22,6 +22,7 @@ export function usage(): string {
   const lines = [`usage: stella-release [${GLOBAL}] <function> [--arg value …]`, '', 'functions:'];
   for (const f of functions) lines.push(`  ${kebab(f.name).padEnd(16)} ${f.description}`);
   lines.push('', 'options:', '  --source DIR      the repository checkout to work on (default: the current directory)');
+  lines.push('  --json            progress as one JSON event per line on stderr (release, promote; anywhere on the line)');
   lines.push('', 'stella-release <function> --help shows its arguments.');
   return lines.join('\n');
 }
@@ -136,9 +137,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const secrets: string[] = [];
   const stderr = (text: string) => process.stderr.write(redact(text, secrets));
+  // --json is global (no function has a `json` argument): JSON events instead of progress lines.
+  const json = rest.includes('--json');
   try {
-    const args = parseArgs(f, rest, { secrets });
-    const result = await f.run(args, { source, progress: (line) => stderr(`${kebab(f.name)}: ${line}\n`) });
+    const args = parseArgs(f, rest.filter((t) => t !== '--json'), { secrets });
+    const result = await f.run(args, { source, progress: (line) => stderr(`${kebab(f.name)}: ${line}\n`), ...(json ? { emit: (line: string) => stderr(`${line}\n`) } : {}) });
     const text = result.endsWith('\n') ? result : result + '\n';
     if (typeof args.output === 'string') writeFileSync(args.output, text);
     process.stdout.write(text);

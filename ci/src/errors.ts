@@ -22,7 +22,8 @@ export type ErrorCode =
   | 'ATTESTATION_INVALID'
   | 'SBOM_INVALID' | 'SECRET_LEAK' // sbom/, provenance/
   | 'VERIFY_FAILED'
-  | 'TOOLCHAIN_DRIFT';
+  | 'TOOLCHAIN_DRIFT'
+  | 'BUNDLE_INVALID' | 'BUNDLE_UNSAFE'; // bundle/: a bundle that does not verify; an archive entry refused before extraction
 
 export class StellaError extends Error {
   readonly code: ErrorCode;

@@ -16,11 +16,14 @@ import { planTags } from './tags/index.ts';
 import { checkGenerated, writeGenerated } from './generate/index.ts';
 import { StellaError } from './errors.ts';
 import { kebab } from './dagger/names.ts';
-import { buildBaseFn, buildFn, provenanceFn, publishFn, releaseFn, sbomFn, signFn, verifyFn } from './release/functions.ts';
+import { buildBaseFn, buildFn, promoteFn, provenanceFn, publishFn, releaseFn, sbomFn, signFn, verifyFn } from './release/functions.ts';
 import { DEFAULT_BASE_LAYOUT, DEFAULT_NAMESPACE, DEFAULT_OUT, DEFAULT_REGISTRY } from './release/pipeline.ts';
 import { smokeComposeFn } from './smoke/index.ts';
+import { smokeHelmFn } from './smoke/helm.ts';
 import { chartFn, DEFAULT_CHART_OUT } from './chart/function.ts';
 import { supportImagesFn } from './support/function.ts';
+import { attestSupportImagesFn, bundleFn, bundleLoadFn, bundleVerifyFn } from './bundle/function.ts';
+import { smokeAirgapFn } from './smoke/airgap.ts';
 
 export { kebab };
 
@@ -47,6 +50,11 @@ export interface Io {
   readonly source: string;
   /** Progress for humans; goes to stderr so that stdout stays machine-readable. */
   progress(line: string): void;
+  /**
+   * Present only when the CLI was given `--json` (a global option, like --source): progress is
+   * then one JSON event per line, written to stderr as is. Dagger has its own --progress/--json.
+   */
+  emit?(line: string): void;
 }
 
 /** How the Dagger module runs a function. */
@@ -62,7 +70,7 @@ export type DaggerRun =
    * `directoryArg` argument names (default `directoryDefault`). Without `registryArg`,
    * a registry service is started for the run and used.
    */
-  | { readonly kind: 'toolbox-directory'; readonly directoryArg: string; readonly directoryDefault: string; readonly registryArg: string }
+  | { readonly kind: 'toolbox-directory'; readonly directoryArg: string; readonly directoryDefault: string; readonly registryArg?: string }
   /**
    * `stella-release <name> …` in the toolbox with a Docker-in-Docker service bound as `docker`
    * (its own daemon, data and network namespace), passed as `--<dockerHostArg> tcp://docker:2375`
@@ -274,7 +282,7 @@ const definitions: readonly FunctionSpec[] = [
   },
   {
     name: 'release',
-    description: 'The whole release: base, build, sbom, sign, provenance, verify, publish; records everything in the output directory (build.json, release.json, SBOMs, provenance, public key, image catalog). Under Dagger, returns that directory and, without --registry, publishes to a registry service started for the run.',
+    description: 'The whole release: pre-flight (no side effects), base, build, support images, sbom, sign, provenance, chart, bundle, smoke, verify, publish (tags last); records everything in the output directory (build.json, release.json with per-step timings, digests.txt, checksums.txt and its Sigstore bundle, SBOMs, provenance, public key, image catalog) and ends with a summary table. Under Dagger, returns that directory and, without --registry, publishes to a registry service started for the run.',
     args: [
       versionArg,
       arg('ref', 'string', 'git ref of the build; must agree with the version'),
@@ -288,9 +296,12 @@ const definitions: readonly FunctionSpec[] = [
       ...keyArgs.slice(2),
       ...trustArgs,
       arg('out', 'string', 'output directory', { default: DEFAULT_OUT }),
-      arg('dryRun', 'boolean', 'everything but the tags'),
+      arg('dryRun', 'boolean', 'pre-flight, then print the plan (and write <out>/plan.json); build, push, sign and tag nothing'),
       ...revisionArgs,
       ...registryArgs,
+      // New arguments go last: the generated Dagger signature is positional (test/dagger/engine.test.ts calls it so).
+      arg('allowDirty', 'boolean', 'allow a final release (vX.Y.Z) from a working tree with uncommitted changes (recorded as dirty: true)'),
+      arg('supportImages', 'string', 'support images: lock (the committed lock, when its images are present), build, or skip', { default: 'lock' }),
     ],
     examples: [{ args: `--version v1.4.0-rc.1 --registry ghcr.io ${KEY} ${GHCR}`, daggerThen: 'export --path dist' }],
     dagger: { kind: 'toolbox-directory', directoryArg: 'out', directoryDefault: DEFAULT_OUT, registryArg: 'registry' },
@@ -298,12 +309,31 @@ const definitions: readonly FunctionSpec[] = [
     run: (a, io) => releaseFn(a, io),
   },
   {
+    name: 'promote',
+    description: "Promote a release candidate to its final version by tagging the rc's verified digests (no rebuild): refuses unless the rc is clean, passed its smoke tests for exactly its digests (release.json smoke, or --smoke-records), its rc tags still point there and every signature, SBOM and provenance verifies; then writes the final tags (immutable: refused naming the existing digest if taken) and the final release record. Re-signs nothing on the images; signs the final checksums.txt when --key or --identity-token is given.",
+    args: [
+      required('rcRecord', 'file', "the rc's release.json (its dist/release.json)"),
+      arg('version', 'string', 'the final version', { default: 'the rc version without -rc.N' }),
+      arg('smokeRecords', 'string', 'comma-separated smoke record files ({smoke, passed, failures, images:[{service, digest}]}) besides those in the rc record'),
+      publicKeyArg,
+      ...trustArgs,
+      ...keyArgs,
+      arg('out', 'string', 'output directory of the final release record', { default: `${DEFAULT_OUT}/promoted` }),
+      arg('dryRun', 'boolean', 'check everything and report the tag decisions; write nothing'),
+      ...registryArgs,
+    ],
+    examples: [{ args: '--rc-record dist/release.json --public-key dist/keys/cosign.pub --smoke-records smoke-compose.json --dry-run' }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => promoteFn(a, io),
+  },
+  {
     name: 'supportImages',
-    description: 'Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream, the OpenTelemetry collector) in deploy/support-images.lock.json: build equivalent images here from locked Debian packages and Go modules (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve, resolve the catalog\'s upstream references to their index digests. Prints the lock.',
+    description: 'Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream, the OpenTelemetry collector, and nginx for the Compose tls profile) in deploy/support-images.lock.json: build equivalent images here from locked Debian packages and Go modules (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve, resolve the catalog\'s upstream references to their index digests. Prints the lock.',
     args: [
       registryArg,
       namespaceArg,
-      arg('services', 'string', 'comma-separated support services (postgres, redis, object-store, queue, otel-collector)', { default: 'all' }),
+      arg('services', 'string', 'comma-separated support images (postgres, redis, object-store, queue, otel-collector, nginx)', { default: 'all' }),
       arg('resolve', 'boolean', 'resolve the upstream references (catalog upstreamImage) to digests instead of building'),
       arg('mirrors', 'string', 'with --resolve: registry=host[:port],… to ask instead (a mirror)'),
       arg('lockFile', 'string', 'the lock to write', { default: 'deploy/support-images.lock.json' }),
@@ -351,16 +381,129 @@ const definitions: readonly FunctionSpec[] = [
       arg('roundTrip', 'boolean', 'also create data, back up, reset, restore and compare everything'),
       arg('exposePublic', 'boolean', 'finally re-run with EXPOSE_PUBLIC=1 and check the ports listen on every address'),
       arg('workDir', 'string', 'directory of the install (and the fresh daemon)', { default: 'a temporary directory, removed after' }),
+      arg('tls', 'boolean', 'last, re-run with the tls profile (quickstart.sh --tls, EXPOSE_PUBLIC=1): HTTPS to the console and the API verified against the generated CA, their plain HTTP still on 127.0.0.1 only'),
     ],
-    examples: [{ args: '--images dist/build.json --round-trip --expose-public' }],
+    examples: [{ args: '--images dist/build.json --round-trip --expose-public --tls' }],
     dagger: { kind: 'toolbox-docker', dockerHostArg: 'dockerHost' },
     cache: 'never',
     run: (a, io) => smokeComposeFn(a, io),
   },
+  {
+    name: 'smokeHelm',
+    description: 'Smoke-test the published chart on a real Kubernetes (any kubeconfig; here the cluster of scripts/cluster.sh): publish both releases\' charts (pinned, signed), then per mode: external (PostgreSQL, Redis, NATS and the object store as host processes on --dependency-address) and bundled (StatefulSets): helm install by digest into a Pod Security "restricted" namespace, every pod Ready, an admin and canary data through the API, helm upgrade to the second release (migrator hook first, workers after the API, the new migration applied), helm rollback, the canary intact after each (bundled: also after every StatefulSet pod is deleted). Prints the report with timings per phase; fails listing each check that did not hold.',
+    args: [
+      required('images', 'file', 'build document of the first release (from build --output)'),
+      required('upgradeImages', 'file', 'build document of the second release: other digests, one more migration'),
+      arg('kubeconfig', 'file', 'kubeconfig of the cluster', { default: '$KUBECONFIG' }),
+      arg('version', 'string', 'version of the first release (its chart and appVersion)', { default: 'v1.4.0-rc.1' }),
+      arg('upgradeVersion', 'string', 'version of the second release', { default: 'v1.4.0-rc.2' }),
+      arg('supportLock', 'file', 'support image lock pinning the bundled mode', { default: 'deploy/support-images.lock.json' }),
+      arg('registry', 'string', 'registry the charts are pushed to and the pods pull from', { default: '127.0.0.1:5000' }),
+      arg('namespace', 'string', 'repository namespace of the charts', { default: 'stellaops-smoke' }),
+      arg('releaseNamespace', 'string', 'Kubernetes namespace of the release (created with the label stellaops.io/smoke=true, deleted after)', { default: 'stella-smoke' }),
+      arg('dependencyAddress', 'string', 'address of this host the external dependencies listen on, reachable from pods', { default: 'the kubeconfig API server host (scripts/cluster.sh: the bridge gateway)' }),
+      arg('mode', 'string', 'external, bundled or both', { default: 'both' }),
+      arg('timeout', 'integer', 'seconds each helm operation may take', { default: '600' }),
+      arg('keep', 'boolean', 'leave the last release and its namespace installed'),
+    ],
+    examples: [{ args: '--kubeconfig /var/lib/stella-cluster/kubeconfig/admin.conf --images dist/build.json --upgrade-images dist/build-next.json' }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => smokeHelmFn(a, io),
+  },
+];
+
+const bundleTrustArgs: readonly ArgSpec[] = [
+  arg('publicKey', 'file', "public key to trust (PEM), obtained apart from the bundle (e.g. the release page's cosign.pub)", { default: "the bundle's own keys/cosign.pub: integrity, not origin" }),
+  ...trustArgs,
+  arg('maxGib', 'integer', 'refuse an archive that expands beyond this many GiB', { default: '64' }),
+];
+
+const bundleDefinitions: readonly FunctionSpec[] = [
+  {
+    name: 'attestSupportImages',
+    description: 'Vouch for the support images as for our own: rebuild them reproducibly (the digests must be the lock\'s), push them to the lock\'s registry, and attach what a StellaOps image carries — the cosign v3 signature and legacy .sig, the SPDX 2.3 SBOMs of the index and each platform (signed and plain), a signed SLSA v1 provenance. Re-runs write nothing new. Prints the images.',
+    args: [
+      versionArg,
+      arg('supportLock', 'file', 'the support image lock', { default: 'deploy/support-images.lock.json' }),
+      arg('sbomDir', 'string', 'the SBOMs support-images --sbom-dir wrote (checked against the lock\'s SBOM digests): no rebuild', { default: 'rebuild the images (reproducibly) to get them' }),
+      arg('key', 'secret', 'signing key PEM: env:NAME or file:PATH'),
+      arg('keyPassword', 'secret', 'password of the signing key: env:NAME or file:PATH', { default: 'empty' }),
+      ...revisionArgs,
+      ...registryArgs,
+    ],
+    examples: [{ args: `--version v1.4.0-rc.1 ${KEY}` }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => attestSupportImagesFn(a, io),
+  },
+  {
+    name: 'bundle',
+    description: 'The air-gap bundle of a release, stella-bundle-<version>.tar.zst (format: docs/install/airgap.md): one OCI layout with every StellaOps and support image (both platforms, each blob once) and their referrers (signatures, SBOMs, provenance) and legacy signatures; images.lock.json; the quickstart and the chart pinned by digest; keys and a trusted root; offline docs; load.sh and verify.sh; checksums.txt signed (bundle.sig, a Sigstore bundle cosign verify-blob reads). Byte-identical from the same inputs. With --since, differential. Prints {file, sha256, bytes, images, blobs}.',
+    args: [
+      imagesArg,
+      versionArg,
+      arg('supportLock', 'file', 'the support image lock', { default: 'deploy/support-images.lock.json' }),
+      arg('key', 'secret', 'the release signing key (signs checksums.txt): env:NAME or file:PATH'),
+      arg('keyPassword', 'secret', 'password of the signing key: env:NAME or file:PATH', { default: 'empty' }),
+      arg('since', 'file', "differential: the previous release's bundle; blobs it holds are left out"),
+      arg('out', 'string', 'directory the bundle is written to', { default: DEFAULT_OUT }),
+      arg('zstdLevel', 'integer', 'zstd compression level 1…22', { default: '3' }),
+      ...revisionArgs,
+      ...registryArgs,
+    ],
+    examples: [{ args: `--images dist/build.json --version v1.4.0 ${KEY}`, daggerThen: 'export --path dist' }],
+    dagger: { kind: 'toolbox-directory', directoryArg: 'out', directoryDefault: DEFAULT_OUT },
+    cache: 'never',
+    run: (a, io) => bundleFn(a, io),
+  },
+  {
+    name: 'bundleVerify',
+    description: 'Verify an air-gap bundle offline, failing closed: safe extraction (no path outside the folder, no links or devices, a size and ratio budget), the signature over checksums.txt, every file against checksums.txt and no file unlisted, the images.lock.json digests and the layout\'s completeness. Prints what was checked.',
+    args: [
+      required('bundle', 'file', 'the bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst'),
+      ...bundleTrustArgs,
+      arg('extractTo', 'string', 'keep the verified extraction in this new directory', { default: 'a temporary directory, removed after' }),
+    ],
+    examples: [{ args: '--bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub' }],
+    dagger: { kind: 'toolbox' },
+    run: (a, io) => bundleVerifyFn(a, io),
+  },
+  {
+    name: 'bundleLoad',
+    description: 'Load a verified air-gap bundle into a private registry: every index, manifest and blob byte for byte (same digests), referrers through the referrers API or the tag fallback, legacy .sig tags; resumable (nothing present is pushed again); then every image\'s signature, SBOMs and provenance re-verified from the target, and only then the version tags. Writes the relocated compose/, helm/values-relocated.yaml and images.lock.json. Prints what was pushed.',
+    args: [
+      required('bundle', 'file', 'the bundle, e.g. stella-bundle-v1.4.0.tar.zst'),
+      required('to', 'string', 'target registry host[:port], e.g. registry.local:5000'),
+      ...bundleTrustArgs,
+      arg('out', 'string', 'directory for the relocated install files', { default: '<bundle>-<host> beside the bundle' }),
+      arg('noTag', 'boolean', 'push by digest only, write no version tag'),
+      ...registryArgs,
+    ],
+    examples: [{ args: '--bundle stella-bundle-v1.4.0.tar.zst --to registry.local:5000 --public-key cosign.pub' }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => bundleLoadFn(a, io),
+  },
+  {
+    name: 'smokeAirgap',
+    description: 'Smoke-test the air-gap install: in a network namespace with nothing but loopback (no route: proven by the empty routing table and by connections outside that fail), a registry of its own, bundle-load of the bundle into it (verified, pushed, re-verified), then the quickstart (smoke-compose, a fresh Docker daemon in the namespace) from that registry until every service is healthy. Needs root. Prints the report with timings; fails listing each check that did not hold.',
+    args: [
+      required('bundle', 'file', 'the bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst'),
+      arg('publicKey', 'file', 'public key to trust (PEM)', { default: "the bundle's own" }),
+      arg('timeout', 'integer', 'seconds the quickstart waits for readiness', { default: '300' }),
+      arg('noCompose', 'boolean', 'verify and load only; do not bring the quickstart up'),
+      arg('workDir', 'string', 'directory of the registry, relocated files and install', { default: 'a temporary directory, removed after' }),
+    ],
+    examples: [{ args: '--bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub' }],
+    dagger: { kind: 'toolbox' },
+    cache: 'never',
+    run: (a, io) => smokeAirgapFn(a, io),
+  },
 ];
 
 /** Every function, each with the CLI-only `--output` as its last argument. */
-export const functions: readonly FunctionSpec[] = definitions.map((f) => ({ ...f, args: [...f.args, outputArg] }));
+export const functions: readonly FunctionSpec[] = [...definitions, ...bundleDefinitions].map((f) => ({ ...f, args: [...f.args, outputArg] }));
 
 /** The arguments Dagger exposes (all but the CLI-only ones), in signature order. */
 export function daggerArgs(f: FunctionSpec): readonly ArgSpec[] {

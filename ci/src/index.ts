@@ -437,9 +437,11 @@ export class Stella {
   }
 
   /**
-   * The whole release: base, build, sbom, sign, provenance, verify, publish; records everything
-   * in the output directory (build.json, release.json, SBOMs, provenance, public key, image
-   * catalog). Under Dagger, returns that directory and, without --registry, publishes to a
+   * The whole release: pre-flight (no side effects), base, build, support images, sbom, sign,
+   * provenance, chart, bundle, smoke, verify, publish (tags last); records everything in the
+   * output directory (build.json, release.json with per-step timings, digests.txt, checksums.txt
+   * and its Sigstore bundle, SBOMs, provenance, public key, image catalog) and ends with a
+   * summary table. Under Dagger, returns that directory and, without --registry, publishes to a
    * registry service started for the run.
    *
    * Example: `dagger call release --version v1.4.0-rc.1 --registry ghcr.io --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD --registry-username me --registry-password env:GHCR_TOKEN export --path dist`
@@ -465,7 +467,8 @@ export class Stella {
    * @param insecureIgnoreSct keyless: accept certificates without an SCT (a private Fulcio without
    *   CT log)
    * @param out output directory (default: dist)
-   * @param dryRun everything but the tags
+   * @param dryRun pre-flight, then print the plan (and write <out>/plan.json); build, push, sign and
+   *   tag nothing
    * @param gitCommit commit the images are built from (default: git rev-parse HEAD)
    * @param sourceDateEpoch timestamp of everything built and attested, seconds (default: the commit
    *   time)
@@ -474,6 +477,10 @@ export class Stella {
    * @param registryPassword registry password or token: env:NAME or file:PATH
    * @param dockerConfig Docker config.json to take registry credentials from (default:
    *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   * @param allowDirty allow a final release (vX.Y.Z) from a working tree with uncommitted changes
+   *   (recorded as dirty: true)
+   * @param supportImages support images: lock (the committed lock, when its images are present),
+   *   build, or skip (default: lock)
    */
   @func({ cache: 'never' })
   async release(
@@ -500,6 +507,8 @@ export class Stella {
     registryUsername?: string,
     registryPassword?: Secret,
     dockerConfig?: File,
+    allowDirty?: boolean,
+    supportImages?: string,
   ): Promise<Directory> {
     return inToolboxDirectory(this.source, 'release', {
       version,
@@ -525,24 +534,106 @@ export class Stella {
       registryUsername,
       registryPassword,
       dockerConfig,
+      allowDirty,
+      supportImages,
+    });
+  }
+
+  /**
+   * Promote a release candidate to its final version by tagging the rc's verified digests (no
+   * rebuild): refuses unless the rc is clean, passed its smoke tests for exactly its digests
+   * (release.json smoke, or --smoke-records), its rc tags still point there and every signature,
+   * SBOM and provenance verifies; then writes the final tags (immutable: refused naming the
+   * existing digest if taken) and the final release record. Re-signs nothing on the images;
+   * signs the final checksums.txt when --key or --identity-token is given.
+   *
+   * Example: `dagger call promote --rc-record dist/release.json --public-key dist/keys/cosign.pub --smoke-records smoke-compose.json --dry-run`
+   *
+   * @param rcRecord the rc's release.json (its dist/release.json)
+   * @param version the final version (default: the rc version without -rc.N)
+   * @param smokeRecords comma-separated smoke record files ({smoke, passed, failures,
+   *   images:[{service, digest}]}) besides those in the rc record
+   * @param publicKey public key to trust (PEM), e.g. dist/keys/cosign.pub; or the keyless identity
+   *   options
+   * @param certificateIdentity keyless: the identity (certificate SAN, e.g. an email) that must have
+   *   signed
+   * @param certificateOidcIssuer keyless: the OIDC issuer of that identity
+   * @param trustedRoot keyless: Sigstore trusted root JSON (Fulcio CAs, Rekor keys)
+   * @param insecureIgnoreSct keyless: accept certificates without an SCT (a private Fulcio without
+   *   CT log)
+   * @param key signing key PEM (PKCS#8, SEC1 or cosign encrypted): env:NAME or file:PATH; or use
+   *   --identity-token
+   * @param keyPassword password of the signing key: env:NAME or file:PATH (default: empty)
+   * @param identityToken keyless signing: an OIDC identity token for Fulcio (env:NAME or file:PATH),
+   *   instead of --key
+   * @param fulcioUrl Fulcio for keyless signing (default: https://fulcio.sigstore.dev)
+   * @param rekorUrl Rekor for keyless signing (default: https://rekor.sigstore.dev)
+   * @param out output directory of the final release record (default: dist/promoted)
+   * @param dryRun check everything and report the tag decisions; write nothing
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async promote(
+    rcRecord: File,
+    version?: string,
+    smokeRecords?: string,
+    publicKey?: File,
+    certificateIdentity?: string,
+    certificateOidcIssuer?: string,
+    trustedRoot?: File,
+    insecureIgnoreSct?: boolean,
+    key?: Secret,
+    keyPassword?: Secret,
+    identityToken?: Secret,
+    fulcioUrl?: string,
+    rekorUrl?: string,
+    out?: string,
+    dryRun?: boolean,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<string> {
+    return inToolbox(this.source, 'promote', {
+      rcRecord,
+      version,
+      smokeRecords,
+      publicKey,
+      certificateIdentity,
+      certificateOidcIssuer,
+      trustedRoot,
+      insecureIgnoreSct,
+      key,
+      keyPassword,
+      identityToken,
+      fulcioUrl,
+      rekorUrl,
+      out,
+      dryRun,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
     });
   }
 
   /**
    * Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream,
-   * the OpenTelemetry collector) in deploy/support-images.lock.json: build equivalent images
-   * here from locked Debian packages and Go modules (ci/src/support/inputs.lock.json, tools/),
-   * reproducibly, non-root, for linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by
-   * digest; or, with --resolve, resolve the catalog's upstream references to their index
-   * digests. Prints the lock.
+   * the OpenTelemetry collector, and nginx for the Compose tls profile) in
+   * deploy/support-images.lock.json: build equivalent images here from locked Debian packages
+   * and Go modules (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for
+   * linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve,
+   * resolve the catalog's upstream references to their index digests. Prints the lock.
    *
    * Example: `dagger call support-images --registry 127.0.0.1:5000 --sbom-dir dist/sbom/support`
    * Example: `dagger call support-images --resolve`
    *
    * @param registry registry to push to (default: 127.0.0.1:5000)
    * @param namespace repository namespace (default: stellaops)
-   * @param services comma-separated support services (postgres, redis, object-store, queue,
-   *   otel-collector) (default: all)
+   * @param services comma-separated support images (postgres, redis, object-store, queue,
+   *   otel-collector, nginx) (default: all)
    * @param resolve resolve the upstream references (catalog upstreamImage) to digests instead of
    *   building
    * @param mirrors with --resolve: registry=host[:port],… to ask instead (a mirror)
@@ -695,7 +786,7 @@ export class Stella {
    * restore compared row for row and byte for byte. Prints the report; fails listing each check
    * that did not hold.
    *
-   * Example: `dagger call smoke-compose --images dist/build.json --round-trip --expose-public`
+   * Example: `dagger call smoke-compose --images dist/build.json --round-trip --expose-public --tls`
    *
    * @param images build document of the StellaOps images to run (from build --output), e.g.
    *   dist/build.json
@@ -709,6 +800,9 @@ export class Stella {
    *   address
    * @param workDir directory of the install (and the fresh daemon) (default: a temporary directory,
    *   removed after)
+   * @param tls last, re-run with the tls profile (quickstart.sh --tls, EXPOSE_PUBLIC=1): HTTPS to
+   *   the console and the API verified against the generated CA, their plain HTTP still on
+   *   127.0.0.1 only
    */
   @func({ cache: 'never' })
   async smokeCompose(
@@ -719,6 +813,7 @@ export class Stella {
     roundTrip?: boolean,
     exposePublic?: boolean,
     workDir?: string,
+    tls?: boolean,
   ): Promise<string> {
     return inToolboxWithDocker(this.source, 'smokeCompose', {
       images,
@@ -728,6 +823,320 @@ export class Stella {
       roundTrip,
       exposePublic,
       workDir,
+      tls,
     });
+  }
+
+  /**
+   * Smoke-test the published chart on a real Kubernetes (any kubeconfig; here the cluster of
+   * scripts/cluster.sh): publish both releases' charts (pinned, signed), then per mode: external
+   * (PostgreSQL, Redis, NATS and the object store as host processes on --dependency-address) and
+   * bundled (StatefulSets): helm install by digest into a Pod Security "restricted" namespace,
+   * every pod Ready, an admin and canary data through the API, helm upgrade to the second
+   * release (migrator hook first, workers after the API, the new migration applied), helm
+   * rollback, the canary intact after each (bundled: also after every StatefulSet pod is
+   * deleted). Prints the report with timings per phase; fails listing each check that did not
+   * hold.
+   *
+   * Example: `dagger call smoke-helm --kubeconfig /var/lib/stella-cluster/kubeconfig/admin.conf --images dist/build.json --upgrade-images dist/build-next.json`
+   *
+   * @param images build document of the first release (from build --output)
+   * @param upgradeImages build document of the second release: other digests, one more migration
+   * @param kubeconfig kubeconfig of the cluster (default: $KUBECONFIG)
+   * @param version version of the first release (its chart and appVersion) (default: v1.4.0-rc.1)
+   * @param upgradeVersion version of the second release (default: v1.4.0-rc.2)
+   * @param supportLock support image lock pinning the bundled mode (default:
+   *   deploy/support-images.lock.json)
+   * @param registry registry the charts are pushed to and the pods pull from (default:
+   *   127.0.0.1:5000)
+   * @param namespace repository namespace of the charts (default: stellaops-smoke)
+   * @param releaseNamespace Kubernetes namespace of the release (created with the label
+   *   stellaops.io/smoke=true, deleted after) (default: stella-smoke)
+   * @param dependencyAddress address of this host the external dependencies listen on, reachable
+   *   from pods (default: the kubeconfig API server host (scripts/cluster.sh:
+   *   the bridge gateway))
+   * @param mode external, bundled or both (default: both)
+   * @param timeout seconds each helm operation may take (default: 600)
+   * @param keep leave the last release and its namespace installed
+   */
+  @func({ cache: 'never' })
+  async smokeHelm(
+    images: File,
+    upgradeImages: File,
+    kubeconfig?: File,
+    version?: string,
+    upgradeVersion?: string,
+    supportLock?: File,
+    registry?: string,
+    namespace?: string,
+    releaseNamespace?: string,
+    dependencyAddress?: string,
+    mode?: string,
+    timeout?: number,
+    keep?: boolean,
+  ): Promise<string> {
+    return inToolbox(this.source, 'smokeHelm', {
+      images,
+      upgradeImages,
+      kubeconfig,
+      version,
+      upgradeVersion,
+      supportLock,
+      registry,
+      namespace,
+      releaseNamespace,
+      dependencyAddress,
+      mode,
+      timeout,
+      keep,
+    });
+  }
+
+  /**
+   * Vouch for the support images as for our own: rebuild them reproducibly (the digests must be
+   * the lock's), push them to the lock's registry, and attach what a StellaOps image carries —
+   * the cosign v3 signature and legacy .sig, the SPDX 2.3 SBOMs of the index and each platform
+   * (signed and plain), a signed SLSA v1 provenance. Re-runs write nothing new. Prints the
+   * images.
+   *
+   * Example: `dagger call attest-support-images --version v1.4.0-rc.1 --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD`
+   *
+   * @param version vX.Y.Z, vX.Y.Z-rc.N, edge or nightly
+   * @param supportLock the support image lock (default: deploy/support-images.lock.json)
+   * @param sbomDir the SBOMs support-images --sbom-dir wrote (checked against the lock's SBOM
+   *   digests): no rebuild (default: rebuild the images (reproducibly) to get them)
+   * @param key signing key PEM: env:NAME or file:PATH
+   * @param keyPassword password of the signing key: env:NAME or file:PATH (default: empty)
+   * @param gitCommit commit the images are built from (default: git rev-parse HEAD)
+   * @param sourceDateEpoch timestamp of everything built and attested, seconds (default: the commit
+   *   time)
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async attestSupportImages(
+    version: string,
+    supportLock?: File,
+    sbomDir?: string,
+    key?: Secret,
+    keyPassword?: Secret,
+    gitCommit?: string,
+    sourceDateEpoch?: number,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<string> {
+    return inToolbox(this.source, 'attestSupportImages', {
+      version,
+      supportLock,
+      sbomDir,
+      key,
+      keyPassword,
+      gitCommit,
+      sourceDateEpoch,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
+    });
+  }
+
+  /**
+   * The air-gap bundle of a release, stella-bundle-<version>.tar.zst (format:
+   * docs/install/airgap.md): one OCI layout with every StellaOps and support image (both
+   * platforms, each blob once) and their referrers (signatures, SBOMs, provenance) and legacy
+   * signatures; images.lock.json; the quickstart and the chart pinned by digest; keys and a
+   * trusted root; offline docs; load.sh and verify.sh; checksums.txt signed (bundle.sig, a
+   * Sigstore bundle cosign verify-blob reads). Byte-identical from the same inputs. With
+   * --since, differential. Prints {file, sha256, bytes, images, blobs}.
+   *
+   * Example: `dagger call bundle --images dist/build.json --version v1.4.0 --key env:COSIGN_KEY --key-password env:COSIGN_PASSWORD export --path dist`
+   *
+   * @param images build document (from build --output), e.g. dist/build.json
+   * @param version vX.Y.Z, vX.Y.Z-rc.N, edge or nightly
+   * @param supportLock the support image lock (default: deploy/support-images.lock.json)
+   * @param key the release signing key (signs checksums.txt): env:NAME or file:PATH
+   * @param keyPassword password of the signing key: env:NAME or file:PATH (default: empty)
+   * @param since differential: the previous release's bundle; blobs it holds are left out
+   * @param out directory the bundle is written to (default: dist)
+   * @param zstdLevel zstd compression level 1…22 (default: 3)
+   * @param gitCommit commit the images are built from (default: git rev-parse HEAD)
+   * @param sourceDateEpoch timestamp of everything built and attested, seconds (default: the commit
+   *   time)
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async bundle(
+    images: File,
+    version: string,
+    supportLock?: File,
+    key?: Secret,
+    keyPassword?: Secret,
+    since?: File,
+    out?: string,
+    zstdLevel?: number,
+    gitCommit?: string,
+    sourceDateEpoch?: number,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<Directory> {
+    return inToolboxDirectory(this.source, 'bundle', {
+      images,
+      version,
+      supportLock,
+      key,
+      keyPassword,
+      since,
+      out,
+      zstdLevel,
+      gitCommit,
+      sourceDateEpoch,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
+    });
+  }
+
+  /**
+   * Verify an air-gap bundle offline, failing closed: safe extraction (no path outside the
+   * folder, no links or devices, a size and ratio budget), the signature over checksums.txt,
+   * every file against checksums.txt and no file unlisted, the images.lock.json digests and the
+   * layout's completeness. Prints what was checked.
+   *
+   * Example: `dagger call bundle-verify --bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub`
+   *
+   * @param bundle the bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst
+   * @param publicKey public key to trust (PEM), obtained apart from the bundle (e.g. the release
+   *   page's cosign.pub) (default: the bundle's own keys/cosign.pub: integrity, not
+   *   origin)
+   * @param certificateIdentity keyless: the identity (certificate SAN, e.g. an email) that must have
+   *   signed
+   * @param certificateOidcIssuer keyless: the OIDC issuer of that identity
+   * @param trustedRoot keyless: Sigstore trusted root JSON (Fulcio CAs, Rekor keys)
+   * @param insecureIgnoreSct keyless: accept certificates without an SCT (a private Fulcio without
+   *   CT log)
+   * @param maxGib refuse an archive that expands beyond this many GiB (default: 64)
+   * @param extractTo keep the verified extraction in this new directory (default: a temporary
+   *   directory, removed after)
+   */
+  @func()
+  async bundleVerify(
+    bundle: File,
+    publicKey?: File,
+    certificateIdentity?: string,
+    certificateOidcIssuer?: string,
+    trustedRoot?: File,
+    insecureIgnoreSct?: boolean,
+    maxGib?: number,
+    extractTo?: string,
+  ): Promise<string> {
+    return inToolbox(this.source, 'bundleVerify', {
+      bundle,
+      publicKey,
+      certificateIdentity,
+      certificateOidcIssuer,
+      trustedRoot,
+      insecureIgnoreSct,
+      maxGib,
+      extractTo,
+    });
+  }
+
+  /**
+   * Load a verified air-gap bundle into a private registry: every index, manifest and blob byte
+   * for byte (same digests), referrers through the referrers API or the tag fallback, legacy
+   * .sig tags; resumable (nothing present is pushed again); then every image's signature, SBOMs
+   * and provenance re-verified from the target, and only then the version tags. Writes the
+   * relocated compose/, helm/values-relocated.yaml and images.lock.json. Prints what was pushed.
+   *
+   * Example: `dagger call bundle-load --bundle stella-bundle-v1.4.0.tar.zst --to registry.local:5000 --public-key cosign.pub`
+   *
+   * @param bundle the bundle, e.g. stella-bundle-v1.4.0.tar.zst
+   * @param to target registry host[:port], e.g. registry.local:5000
+   * @param publicKey public key to trust (PEM), obtained apart from the bundle (e.g. the release
+   *   page's cosign.pub) (default: the bundle's own keys/cosign.pub: integrity, not
+   *   origin)
+   * @param certificateIdentity keyless: the identity (certificate SAN, e.g. an email) that must have
+   *   signed
+   * @param certificateOidcIssuer keyless: the OIDC issuer of that identity
+   * @param trustedRoot keyless: Sigstore trusted root JSON (Fulcio CAs, Rekor keys)
+   * @param insecureIgnoreSct keyless: accept certificates without an SCT (a private Fulcio without
+   *   CT log)
+   * @param maxGib refuse an archive that expands beyond this many GiB (default: 64)
+   * @param out directory for the relocated install files (default: <bundle>-<host> beside the
+   *   bundle)
+   * @param noTag push by digest only, write no version tag
+   * @param registryUsername registry user (with --registry-password) (default: the Docker config,
+   *   else anonymous)
+   * @param registryPassword registry password or token: env:NAME or file:PATH
+   * @param dockerConfig Docker config.json to take registry credentials from (default:
+   *   $DOCKER_CONFIG/config.json or ~/.docker/config.json when present)
+   */
+  @func({ cache: 'never' })
+  async bundleLoad(
+    bundle: File,
+    to: string,
+    publicKey?: File,
+    certificateIdentity?: string,
+    certificateOidcIssuer?: string,
+    trustedRoot?: File,
+    insecureIgnoreSct?: boolean,
+    maxGib?: number,
+    out?: string,
+    noTag?: boolean,
+    registryUsername?: string,
+    registryPassword?: Secret,
+    dockerConfig?: File,
+  ): Promise<string> {
+    return inToolbox(this.source, 'bundleLoad', {
+      bundle,
+      to,
+      publicKey,
+      certificateIdentity,
+      certificateOidcIssuer,
+      trustedRoot,
+      insecureIgnoreSct,
+      maxGib,
+      out,
+      noTag,
+      registryUsername,
+      registryPassword,
+      dockerConfig,
+    });
+  }
+
+  /**
+   * Smoke-test the air-gap install: in a network namespace with nothing but loopback (no route:
+   * proven by the empty routing table and by connections outside that fail), a registry of its
+   * own, bundle-load of the bundle into it (verified, pushed, re-verified), then the quickstart
+   * (smoke-compose, a fresh Docker daemon in the namespace) from that registry until every
+   * service is healthy. Needs root. Prints the report with timings; fails listing each check
+   * that did not hold.
+   *
+   * Example: `dagger call smoke-airgap --bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub`
+   *
+   * @param bundle the bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst
+   * @param publicKey public key to trust (PEM) (default: the bundle's own)
+   * @param timeout seconds the quickstart waits for readiness (default: 300)
+   * @param noCompose verify and load only; do not bring the quickstart up
+   * @param workDir directory of the registry, relocated files and install (default: a temporary
+   *   directory, removed after)
+   */
+  @func({ cache: 'never' })
+  async smokeAirgap(
+    bundle: File,
+    publicKey?: File,
+    timeout?: number,
+    noCompose?: boolean,
+    workDir?: string,
+  ): Promise<string> {
+    return inToolbox(this.source, 'smokeAirgap', { bundle, publicKey, timeout, noCompose, workDir });
   }
 }

@@ -5,14 +5,16 @@
 #   ./quickstart.sh --check              only the pre-flight checks (changes nothing)
 #   ./quickstart.sh --images build.json  pin the StellaOps images from a release's build document
 #   ./quickstart.sh --registry HOST      take every image from a private registry, same digests
-#   ./quickstart.sh --tls                also start the tls profile (nginx; self-signed cert unless tls/*.pem exist)
+#   ./quickstart.sh --tls                also the tls profile: nginx terminating TLS for console and API
+#   ./quickstart.sh --tls --tls-cert FILE --tls-key FILE   ... with your certificate (else a generated CA)
 #   ./quickstart.sh --timeout SECONDS    how long to wait for readiness (default 300)
 #
 # The steps, in order (each safe to run twice; a re-run changes nothing):
 #   1. pre-flight, no side effect: Docker and Compose versions, CPU/RAM/disk as Docker sees them,
 #      the ports free, the images pinned by digest
 #   2. .env from .env.example, once; --images / --registry pins written into it
-#   3. secrets into .secrets/ (mode 0600), generated from /dev/urandom on the first run only
+#   3. secrets into .secrets/ (mode 0600), generated from /dev/urandom on the first run only;
+#      with --tls, .secrets/tls-{cert,key}.pem (given, or signed by a generated CA: .secrets/tls-ca.pem)
 #   4. images pulled, or skipped when present
 #   5. docker compose up -d
 #   6. readiness: every service healthy (or done), within the timeout; else a report per service
@@ -31,17 +33,21 @@ PLACEHOLDER="sha256:000000000000000000000000000000000000000000000000000000000000
 check_only=0
 images_doc=""
 registry=""
-tls=0
+tls_flag=0
+tls_cert=""
+tls_key=""
 timeout=""
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --check) check_only=1 ;;
     --images) images_doc="${2:?--images needs a build document (build.json)}"; shift ;;
     --registry) registry="${2:?--registry needs a host, e.g. registry.example.com:5000}"; shift ;;
-    --tls) tls=1 ;;
+    --tls) tls_flag=1 ;;
+    --tls-cert) tls_cert="${2:?--tls-cert needs a PEM certificate file (the chain, leaf first)}"; shift ;;
+    --tls-key) tls_key="${2:?--tls-key needs the PEM private key file of --tls-cert}"; shift ;;
     --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument $1" ;;
@@ -50,6 +56,12 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -z "$images_doc" || -f "$images_doc" ]] || die "--images $images_doc: no such file (the release's build document, e.g. dist/build.json)"
 timeout="${timeout:-$(setting STELLA_QUICKSTART_TIMEOUT 300)}"
+[[ -z "$tls_cert$tls_key" || ( -n "$tls_cert" && -n "$tls_key" ) ]] || die "--tls-cert and --tls-key go together (the certificate and its private key)"
+[[ -z "$tls_cert" ]] || tls_flag=1
+# The tls profile is sticky: --tls writes STELLA_TLS=1 into .env; STELLA_TLS=0 there turns it off.
+tls="$tls_flag"
+[[ "$tls" == 1 ]] || tls="$(setting STELLA_TLS 0)"
+[[ "$tls" == 1 ]] || tls=0
 
 # ---------------------------------------------------------------- 1. pre-flight (no side effect)
 
@@ -153,8 +165,14 @@ preflight() {
       problem "image $var is not pinned yet (placeholder digest in $ref). Fix: pass the release's build document: ./quickstart.sh --images <release>/build.json$([[ "$var" == STELLA_NGINX_IMAGE ]] && printf ' (the tls profile: set STELLA_NGINX_IMAGE=<nginx image>@sha256:… in .env)')$([[ "$ref" != *stella-* ]] && printf ' (a support image: set %s in .env, or regenerate with deploy/support-images.lock.json)' "$var")."
     fi
   done < <(planned_images)
-  if ((tls == 1)) && [[ ! -f "$STELLA_DIR/tls/cert.pem" ]] && ! command -v openssl >/dev/null 2>&1; then
-    problem "tls: no tls/cert.pem and no openssl to make a self-signed one. Fix: put your certificate and key in tls/cert.pem and tls/key.pem, or install openssl."
+  if ((tls == 1)); then
+    local f
+    for f in $tls_cert $tls_key; do
+      [[ -r "$f" ]] || problem "tls: $f cannot be read. Fix: give --tls-cert and --tls-key readable PEM files."
+    done
+    if [[ -z "$tls_cert" && ! -s "$SECRETS_DIR/tls-cert.pem" ]] && ! command -v openssl >/dev/null 2>&1; then
+      problem "tls: no certificate (.secrets/tls-cert.pem) and no openssl to generate one. Fix: install openssl, or pass --tls-cert FILE --tls-key FILE."
+    fi
   fi
 }
 
@@ -228,14 +246,56 @@ random_token() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
   if ((${#made[@]})); then say "    generated ${made[*]} in .secrets/ (0600)"; else say "    .secrets/ kept"; fi
 )
 
+# The tls profile's certificate: given (--tls-cert/--tls-key), kept, or generated once: a private CA
+# (its certificate .secrets/tls-ca.pem, to trust; its key is deleted at once) signing a server
+# certificate for localhost, 127.0.0.1, this host's name and STELLA_TLS_NAMES.
+tls_material() {
+  if [[ -n "$tls_cert" ]]; then
+    if command -v openssl >/dev/null 2>&1; then
+      [[ "$(openssl x509 -in "$tls_cert" -noout -pubkey 2>/dev/null)" == "$(openssl pkey -in "$tls_key" -pubout 2>/dev/null)" ]] ||
+        die "--tls-key $tls_key is not the private key of --tls-cert $tls_cert (or one is not PEM). Fix: give the matching pair."
+    fi
+    (umask 077 && cp "$tls_key" "$SECRETS_DIR/tls-key.pem.new" && mv -f "$SECRETS_DIR/tls-key.pem.new" "$SECRETS_DIR/tls-key.pem")
+    cp "$tls_cert" "$SECRETS_DIR/tls-cert.pem.new" && mv -f "$SECRETS_DIR/tls-cert.pem.new" "$SECRETS_DIR/tls-cert.pem"
+    rm -f "$SECRETS_DIR/tls-ca.pem"
+    say "    tls: using $tls_cert (copied to .secrets/tls-cert.pem, key .secrets/tls-key.pem 0600)"
+  elif [[ -s "$SECRETS_DIR/tls-cert.pem" && -s "$SECRETS_DIR/tls-key.pem" ]]; then
+    say "    tls: .secrets/tls-cert.pem kept"
+  else
+    local tmp sans name host_name
+    tmp="$(mktemp -d)"
+    sans="DNS:localhost,IP:127.0.0.1,IP:::1"
+    host_name="$(hostname 2>/dev/null || true)"
+    [[ -n "$host_name" && "$host_name" != localhost ]] && sans="$sans,DNS:$host_name"
+    for name in $(setting STELLA_TLS_NAMES "" | tr ',' ' '); do
+      if [[ "$name" =~ ^[0-9.]+$ || "$name" == *:* ]]; then sans="$sans,IP:$name"; else sans="$sans,DNS:$name"; fi
+    done
+    (
+      umask 077
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -sha256 \
+        -subj "/O=StellaOps quickstart/CN=StellaOps quickstart CA ${host_name:-}" \
+        -addext "basicConstraints=critical,CA:TRUE,pathlen:0" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" 2>"$tmp/err" &&
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -subj "/O=StellaOps quickstart/CN=localhost" \
+          -keyout "$tmp/key.pem" -out "$tmp/csr.pem" 2>>"$tmp/err" &&
+        printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' "$sans" >"$tmp/ext" &&
+        openssl x509 -req -in "$tmp/csr.pem" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" -set_serial "0x$(random_token 16)" \
+          -days 397 -sha256 -extfile "$tmp/ext" -out "$tmp/cert.pem" 2>>"$tmp/err"
+    ) || { cat "$tmp/err" >&2; rm -rf "$tmp"; die "tls: openssl could not generate the certificate (above). Fix: pass --tls-cert FILE --tls-key FILE."; }
+    mv -f "$tmp/key.pem" "$SECRETS_DIR/tls-key.pem"
+    mv -f "$tmp/cert.pem" "$SECRETS_DIR/tls-cert.pem"
+    mv -f "$tmp/ca.pem" "$SECRETS_DIR/tls-ca.pem"
+    rm -rf "$tmp"
+    say "    tls: generated .secrets/tls-cert.pem ($sans), signed by a new CA: trust .secrets/tls-ca.pem"
+  fi
+  chmod 0600 "$SECRETS_DIR/tls-key.pem" "$SECRETS_DIR/tls-cert.pem"
+  [[ ! -f "$SECRETS_DIR/tls-ca.pem" ]] || chmod 0600 "$SECRETS_DIR/tls-ca.pem"
+}
+
 if ((tls == 1)); then
   export COMPOSE_PROFILES=tls
-  if [[ ! -f "$STELLA_DIR/tls/cert.pem" ]]; then
-    (umask 077 && openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=localhost" \
-      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$STELLA_DIR/tls/key.pem" -out "$STELLA_DIR/tls/cert.pem" 2>/dev/null)
-    chmod 0644 "$STELLA_DIR/tls/cert.pem"
-    say "    tls: generated a self-signed certificate in tls/cert.pem"
-  fi
+  tls_material
+  [[ "$(setting STELLA_TLS 0)" == 1 ]] || set_env STELLA_TLS 1
 fi
 
 # ---------------------------------------------------------------- 4. images
@@ -266,6 +326,13 @@ say "    $pulled pulled, $present already present"
 say "5/7 docker compose up -d"
 STELLA_PUBLISH_ADDRESS="$(publish_address)"
 export STELLA_PUBLISH_ADDRESS
+# With the tls profile the console's and the API's plain HTTP stay on loopback: nginx is the way in.
+if ((tls == 1)); then
+  STELLA_HTTP_PUBLISH_ADDRESS=127.0.0.1
+else
+  STELLA_HTTP_PUBLISH_ADDRESS="$(setting STELLA_HTTP_PUBLISH_ADDRESS "$STELLA_PUBLISH_ADDRESS")"
+fi
+export STELLA_HTTP_PUBLISH_ADDRESS
 up_log="$(mktemp)"
 if compose up -d --quiet-pull >"$up_log" 2>&1; then
   say "    containers created or recreated: $(grep -cE ' (Recreated|Created)$' "$up_log" || true)"
@@ -338,7 +405,9 @@ say ""
 say "  Console   http://$host:$(setting STELLA_CONSOLE_PORT 8080)/"
 say "  API       http://$host:$(setting STELLA_API_PORT 8081)/api/v1"
 if ((tls == 1)); then
-  say "  TLS       https://$host:$(setting STELLA_TLS_CONSOLE_PORT 8443)/ (console), https://$host:$(setting STELLA_TLS_API_PORT 8444)/ (API)"
+  say "  TLS       https://$host:$(setting STELLA_TLS_CONSOLE_PORT 8443)/ (console), https://$host:$(setting STELLA_TLS_API_PORT 8444)/api/v1 (API)"
+  [[ -f "$SECRETS_DIR/tls-ca.pem" ]] && say "            certificate signed by the generated CA .secrets/tls-ca.pem (trust it: curl --cacert .secrets/tls-ca.pem …)"
+  [[ "$addr" == 0.0.0.0 ]] && say "            plain HTTP (8080/8081) stays on 127.0.0.1; only the TLS ports face the network"
 fi
 say "  Admin     user admin, password in .secrets/admin-password: $(cat "$SECRETS_DIR/admin-password")"
 say ""

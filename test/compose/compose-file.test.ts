@@ -6,12 +6,13 @@
  * parsing; --registry relocation).
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { catalog, configFor } from '../../ci/src/catalog/index.ts';
-import { COMPOSE_FILE, ENV_EXAMPLE_FILE, PLACEHOLDER_DIGEST, composeImages, parseSupportLock, renderCompose, settings } from '../../ci/src/compose/index.ts';
+import { COMPOSE_FILE, ENV_EXAMPLE_FILE, HTTP_PUBLISH_SERVICES, PLACEHOLDER_DIGEST, composeImages, parseSupportLock, renderCompose, settings } from '../../ci/src/compose/index.ts';
+import { PROBE_HEALTHCHECKS, RECIPES } from '../../ci/src/support/recipes.ts';
 import { findTool, skipUnless } from '../helpers/tools.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -115,6 +116,43 @@ describe('the generated compose file', () => {
     }
     expect(c.services.postgres!.healthcheck!.test[0]).toBe('CMD');
   });
+
+  it.skipIf(noCompose)('gives NATS, the object store and the collector a real probe (stella-probe) and waits for them healthy', () => {
+    const c = composeConfig({}, 'tls');
+    const want: Record<string, readonly string[]> = { nats: PROBE_HEALTHCHECKS.queue, 'object-store': PROBE_HEALTHCHECKS['object-store'], 'otel-collector': PROBE_HEALTHCHECKS['otel-collector'], 'tls-proxy': PROBE_HEALTHCHECKS.nginx };
+    for (const [name, test] of Object.entries(want)) {
+      expect(c.services[name]!.healthcheck!.test, name).toEqual([...test]);
+      expect(test[1]).toBe('/usr/bin/stella-probe');
+    }
+    // The image the probe runs in has it: the support image recipe installs stella-probe.
+    for (const n of ['queue', 'object-store', 'otel-collector', 'nginx'] as const) expect(RECIPES[n].probe, n).toBe(true);
+    // Every dependency on a support service waits for it healthy now; the bucket init waits for the store.
+    for (const [name, svc] of Object.entries(c.services)) for (const [dep, d] of Object.entries(svc.depends_on ?? {})) if (['postgres', 'redis', 'nats', 'object-store', 'otel-collector'].includes(dep)) expect(d.condition, `${name} → ${dep}`).toBe('service_healthy');
+    expect(c.services['object-store-init']!.depends_on!['object-store']!.condition).toBe('service_healthy');
+  });
+
+  it.skipIf(noCompose)('the tls profile: nginx from the lock by digest, the certificate from stella-state, off by default', () => {
+    expect(Object.keys(composeConfig().services)).not.toContain('tls-proxy');
+    const c = composeConfig({}, 'tls');
+    const proxy = c.services['tls-proxy']! as ComposeConfig['services'][string] & { volumes: { source?: string; target: string }[]; tmpfs?: string[]; cap_drop?: string[] };
+    const lock = JSON.parse(readFileSync(join(ROOT, 'deploy/support-images.lock.json'), 'utf8')) as { images: Record<string, { repository: string; digest: string }> };
+    expect(lock.images.nginx, 'deploy/support-images.lock.json has nginx (npm run -s stella-release -- support-images)').toBeDefined();
+    expect(proxy.image).toBe(`${lock.images.nginx!.repository}@${lock.images.nginx!.digest}`);
+    expect(proxy.read_only).toBe(true);
+    expect(proxy.cap_drop).toEqual(['ALL']);
+    expect(proxy.volumes.map((v) => v.target).sort()).toEqual(['/etc/nginx/nginx.conf', '/run/stella']);
+    expect(proxy.depends_on!.init!.condition).toBe('service_completed_successfully');
+    expect(proxy.depends_on!.console!.condition).toBe('service_healthy');
+    expect(proxy.depends_on!.api!.condition).toBe('service_healthy');
+    const conf = readFileSync(join(DIR, 'tls/nginx.conf'), 'utf8');
+    expect(conf).toContain('ssl_certificate /run/stella/secrets/tls-cert.pem;');
+    expect(conf).toContain('ssl_certificate_key /run/stella/secrets/tls-key.pem;');
+    expect(conf).toMatch(/listen 127\.0\.0\.1:8099;/);
+    // The plain-HTTP console and API can stay on loopback while everything else is public.
+    const split = composeConfig({ STELLA_PUBLISH_ADDRESS: '0.0.0.0', STELLA_HTTP_PUBLISH_ADDRESS: '127.0.0.1' }, 'tls');
+    for (const [name, svc] of Object.entries(split.services)) for (const p of svc.ports ?? []) expect(`${name} ${p.host_ip}`).toBe(`${name} ${HTTP_PUBLISH_SERVICES.includes(name) ? '127.0.0.1' : '0.0.0.0'}`);
+    expect(split.services['tls-proxy']!.ports!.map((p) => p.target).sort()).toEqual([8443, 8444]);
+  });
 });
 
 describe('.env.example', () => {
@@ -200,5 +238,67 @@ describe('the scripts', () => {
     expect(lines.get('STELLA_API_IMAGE')).toBe(`mirror.internal:5000/stellaops/stella-api@${d(0)}`);
     expect(lines.get('STELLA_AI_IMAGE')).toBe(`mirror.internal:5000/stellaops/stella-ai@${d(10)}`);
     expect(lines.get('STELLA_POSTGRES_IMAGE')).toMatch(/^mirror\.internal:5000\/.*@sha256:[0-9a-f]{64}$/);
+  });
+
+  it.skipIf(skipUnless(['openssl'], 'the tls profile\'s certificate generation'))('--tls generates a CA and a server certificate (key 0600, CA key gone) that Node\'s TLS accepts for 127.0.0.1 and localhost', async () => {
+    const dir = install();
+    mkdirSync(join(dir, '.secrets'), { mode: 0o700 });
+    writeFileSync(join(dir, '.env'), 'STELLA_TLS_NAMES=stella.example.internal,10.1.2.3\n');
+    const fn = (name: string) => `sed -n "/^${name}()/,/^}/p" quickstart.sh`;
+    const script = `set -euo pipefail; . lib/common.sh; tls_cert=""; tls_key=""; eval "$(sed -n '/^random_token()/p' quickstart.sh)"; eval "$(${fn('tls_material')})"; tls_material; tls_material`;
+    const r = spawnSync('bash', ['-c', script], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir } });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/tls: generated \.secrets\/tls-cert\.pem \(DNS:localhost,IP:127\.0\.0\.1,.*DNS:stella\.example\.internal,IP:10\.1\.2\.3\), signed by a new CA/);
+    expect(r.stdout).toMatch(/tls: \.secrets\/tls-cert\.pem kept/);
+    const sec = join(dir, '.secrets');
+    expect(readdirSync(sec).sort()).toEqual(['tls-ca.pem', 'tls-cert.pem', 'tls-key.pem']);
+    expect((statSync(join(sec, 'tls-key.pem')).mode & 0o777).toString(8)).toBe('600');
+    const { X509Certificate } = await import('node:crypto');
+    const ca = new X509Certificate(readFileSync(join(sec, 'tls-ca.pem')));
+    const leaf = new X509Certificate(readFileSync(join(sec, 'tls-cert.pem')));
+    expect(ca.ca).toBe(true);
+    expect(leaf.ca).toBe(false);
+    expect(leaf.checkIssued(ca)).toBe(true);
+    expect(leaf.verify(ca.publicKey)).toBe(true);
+    expect(leaf.checkHost('localhost')).toBe('localhost');
+    expect(leaf.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect(leaf.checkHost('stella.example.internal')).toBe('stella.example.internal');
+    expect(leaf.checkHost('other.example')).toBeUndefined();
+    // A real TLS handshake with the generated pair, verified against the generated CA only.
+    const tls = await import('node:tls');
+    const server = tls.createServer({ cert: readFileSync(join(sec, 'tls-cert.pem')), key: readFileSync(join(sec, 'tls-key.pem')) }, (sock) => sock.end('hello over tls\n'));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+    const port = (server.address() as { port: number }).port;
+    const talk = (ca?: Buffer) => new Promise<string>((res, rej) => {
+      const sock = tls.connect({ host: '127.0.0.1', port, ...(ca ? { ca } : {}), rejectUnauthorized: true }, () => undefined);
+      let got = '';
+      sock.on('data', (d) => (got += d));
+      sock.on('end', () => res(got));
+      sock.on('error', rej);
+    });
+    try {
+      expect(await talk(readFileSync(join(sec, 'tls-ca.pem')))).toBe('hello over tls\n');
+      await expect(talk()).rejects.toThrow(/self[- ]signed|unable to (get|verify)/i);
+    } finally {
+      server.close();
+    }
+  });
+
+  it.skipIf(skipUnless(['openssl'], 'the tls profile\'s given certificate'))('--tls-cert/--tls-key copies a given pair (key 0600) and refuses a key of another certificate', () => {
+    const dir = install();
+    mkdirSync(join(dir, '.secrets'), { mode: 0o700 });
+    const mk = (n: string) => spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=given', '-keyout', join(dir, `${n}.key`), '-out', join(dir, `${n}.crt`)], { encoding: 'utf8' });
+    expect(mk('a').status).toBe(0);
+    expect(mk('b').status).toBe(0);
+    const run = (cert: string, key: string) => spawnSync('bash', ['-c', `set -euo pipefail; . lib/common.sh; tls_cert=${cert}; tls_key=${key}; eval "$(sed -n '/^random_token()/p' quickstart.sh)"; eval "$(sed -n "/^tls_material()/,/^}/p" quickstart.sh)"; tls_material`], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir } });
+    const bad = run('a.crt', 'b.key');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/--tls-key b\.key is not the private key of --tls-cert a\.crt/);
+    expect(existsSync(join(dir, '.secrets', 'tls-cert.pem'))).toBe(false);
+    const ok = run('a.crt', 'a.key');
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(readFileSync(join(dir, '.secrets', 'tls-cert.pem'), 'utf8')).toBe(readFileSync(join(dir, 'a.crt'), 'utf8'));
+    expect((statSync(join(dir, '.secrets', 'tls-key.pem')).mode & 0o777).toString(8)).toBe('600');
+    expect(existsSync(join(dir, '.secrets', 'tls-ca.pem'))).toBe(false);
   });
 });

@@ -4,7 +4,10 @@
  * images this test builds from the tree (build-base + build, this host's platform), the
  * support images from deploy/support-images.lock.json. One run of the function, then one
  * assertion per outcome: all healthy (timed), loopback only, AOC rule, seed, idempotent
- * re-run, backup → reset → restore compared row for row and byte for byte, EXPOSE_PUBLIC=1.
+ * re-run, backup → reset → restore compared row for row and byte for byte, EXPOSE_PUBLIC=1, and
+ * last the tls profile (quickstart.sh --tls): HTTPS to the console and the API verified against
+ * the generated CA, plain HTTP still on loopback. The collector: a span from the API, a scraped
+ * metric. Every support service healthy by its own probe.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,7 +37,7 @@ const LOCK_FILE = CANDIDATE_LOCK ?? join(ROOT, SUPPORT_LOCK_PATH);
 /** Every support image of the lock is in its registry (pulled by digest, as the fresh daemon will). */
 function supportImagesPresent(): { ok: boolean; detail: string } {
   const lock = parseSupportLock(JSON.parse(readFileSync(LOCK_FILE, 'utf8')), LOCK_FILE);
-  const missing = ['postgres', 'redis', 'object-store', 'queue', 'otel-collector'].filter((n) => {
+  const missing = ['postgres', 'redis', 'object-store', 'queue', 'otel-collector', 'nginx'].filter((n) => {
     const i = lock[n as keyof typeof lock];
     if (!i) return true;
     const [host, ...path] = i.repository.split('/');
@@ -82,7 +85,7 @@ beforeAll(async () => {
   await cli(['build-base', '--registry', REGISTRY, '--namespace', NAMESPACE, '--oci-layout', join(work, 'base')]);
   await cli(['build', '--version', 'edge', '--base', `oci:${join(work, 'base')}`, '--registry', REGISTRY, '--namespace', NAMESPACE, '--platforms', platform, '--output', join(work, 'build.json')]);
   console.log(`smoke-compose: images built and pushed to ${REGISTRY}/${NAMESPACE} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-  report = await smokeCompose({ source: ROOT, images: join(work, 'build.json'), workDir: join(work, 'run'), ...(CANDIDATE_LOCK ? { supportLock: CANDIDATE_LOCK } : {}), roundTrip: true, exposePublic: true, timeoutSeconds: 300, progress: (l) => console.log(`smoke-compose: ${l}`) });
+  report = await smokeCompose({ source: ROOT, images: join(work, 'build.json'), workDir: join(work, 'run'), ...(CANDIDATE_LOCK ? { supportLock: CANDIDATE_LOCK } : {}), roundTrip: true, exposePublic: true, tls: true, timeoutSeconds: 300, progress: (l) => console.log(`smoke-compose: ${l}`) });
   console.log(`smoke-compose: start → all healthy ${report.startToHealthySeconds} s; start → console answers ${report.startToConsoleSeconds} s`);
   if (report.roundTrip) console.log(`smoke-compose: backup ${report.roundTrip.backupSeconds} s (${report.roundTrip.backupBytes} bytes), restore ${report.roundTrip.restoreSeconds} s`);
   if (report.failures.length) console.log(`smoke-compose failures:\n  - ${report.failures.join('\n  - ')}`);
@@ -131,9 +134,27 @@ describe.skipIf(skip)('smoke-compose on a fresh Docker daemon', () => {
     expect(failuresAbout(/seed|tokens/)).toEqual([]);
   });
 
-  it('the collector scraped the services\' /metrics (spans: once the services trace)', () => {
+  it('the collector received a span from the API and scraped the services\' /metrics', () => {
+    console.log(`smoke-compose: collector: ${report.telemetry!.scrapedMetrics} scraped metric lines, ${report.telemetry!.spans} spans (${report.telemetry!.apiSpans} from stella-api) from ${report.telemetry!.spanServices.join(', ') || 'no service'}`);
     expect(report.telemetry!.scrapedMetrics).toBeGreaterThan(0);
-    console.log(`smoke-compose: collector: ${report.telemetry!.scrapedMetrics} scraped metric lines, ${report.telemetry!.spans} spans from ${report.telemetry!.spanServices.join(', ') || 'no service'}`);
+    expect(report.telemetry!.apiSpans).toBeGreaterThan(0);
+    expect(report.telemetry!.spanServices).toContain('stella-api');
+  });
+
+  it('every support service is healthy by its own health check (NATS, SeaweedFS, the collector: stella-probe)', () => {
+    expect(failuresAbout(/health check/)).toEqual([]);
+    for (const s of ['postgres', 'redis', 'object-store', 'nats', 'otel-collector']) expect(report.services[s], s).toMatch(/\(healthy\)/);
+  });
+
+  it('the tls profile: HTTPS to console and API verified against the generated CA; plain HTTP stays on loopback', () => {
+    expect(failuresAbout(/tls|TLS|https/)).toEqual([]);
+    const t = report.tls!;
+    expect(t.proxy).toMatch(/\(healthy\)/);
+    expect(t.console).toBe(200);
+    expect(t.api).toBe(200);
+    expect(t.untrustedRefused).toBe(true);
+    expect(t.keyMode).toBe('0600');
+    console.log(`smoke-compose: tls listeners ${t.listeners.join(', ')}`);
   });
 
   it('changes nothing when run again: same containers, secrets and .env', () => {

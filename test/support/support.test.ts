@@ -5,7 +5,9 @@
  * each real server starts from its image under `docker run --read-only --user
  * <uid> --cap-drop ALL` with only its volume writable, and answers; arm64 runs
  * under qemu; SPDX 2.3 valid; the lock is what the step wrote; resolve mode
- * against a local registry playing "upstream".
+ * against a local registry playing "upstream". NATS, SeaweedFS, the collector and nginx carry
+ * stella-probe (tools/probe): their image health checks turn healthy under Docker, and the probe
+ * fails on a target that does not answer. nginx (the Compose tls profile's sidecar) runs as 101.
  *
  * One build per file (beforeAll). Inputs and Go binaries are cached under
  * ${STELLA_CACHE:-/var/tmp/stella-cache}/support and /var/cache/stella-tools:
@@ -18,9 +20,9 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { buildSupportImages, resolveSupportImages, parseImageReference, readSupportLock, RECIPES, parseGoVersionM, SUPPORT_LOCK_FILE, type BuildSupportImagesResult } from '../../ci/src/support/index.ts';
+import { buildSupportImages, resolveSupportImages, parseImageReference, readSupportLock, RECIPES, parseGoVersionM, SUPPORT_LOCK_FILE, SUPPORT_IMAGE_NAMES, upstreamOf, type BuildSupportImagesResult, type SupportImageName } from '../../ci/src/support/index.ts';
 import { catalog } from '../../ci/src/catalog/index.ts';
-import { SUPPORT_NAMES, type SupportName } from '../../ci/src/catalog/types.ts';
+import { SUPPORT_NAMES } from '../../ci/src/catalog/types.ts';
 import { OciLayout } from '../../ci/src/oci/layout.ts';
 import { MediaType, PLATFORMS, type ImageIndex, type ImageManifest } from '../../ci/src/oci/types.ts';
 import { RegistryClient, pushLayout } from '../../ci/src/registry/index.ts';
@@ -51,13 +53,13 @@ function docker(args: readonly string[], opts: { allowFail?: boolean; timeoutMs?
   return (r.stdout ?? '').trim();
 }
 
-function ref(name: SupportName, digest?: string): string {
+function ref(name: SupportImageName, digest?: string): string {
   const img = first.images.find((i) => i.name === name)!;
   return `${img.repository}@${digest ?? img.digest}`;
 }
 
 /** Runs the image as the tests require: read-only rootfs, its uid, no capabilities, only the volume writable. */
-async function runServer(name: SupportName, o: { ports: readonly number[]; env?: Record<string, string>; args?: readonly string[]; platform?: 'linux/amd64' | 'linux/arm64' }): Promise<{ id: string; port: (p: number) => number; volume: string }> {
+async function runServer(name: SupportImageName, o: { ports: readonly number[]; env?: Record<string, string>; args?: readonly string[]; platform?: 'linux/amd64' | 'linux/arm64' }): Promise<{ id: string; port: (p: number) => number; volume: string }> {
   const recipe = RECIPES[name];
   const platform = o.platform ?? 'linux/amd64';
   const image = ref(name, first.images.find((i) => i.name === name)!.platforms[platform]);
@@ -120,8 +122,9 @@ describe.skipIf(skip)('support images', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('builds all five, in catalog order, and a warm second build compiles nothing', () => {
-    expect(first.images.map((i) => i.name)).toEqual([...SUPPORT_NAMES]);
+  it('builds all six (the catalog five in catalog order, then nginx), and a warm second build compiles nothing', () => {
+    expect(first.images.map((i) => i.name)).toEqual([...SUPPORT_IMAGE_NAMES]);
+    expect(SUPPORT_IMAGE_NAMES).toEqual([...SUPPORT_NAMES, 'nginx']);
     expect(second.images.flatMap((i) => i.compiled)).toEqual([]);
   });
 
@@ -154,7 +157,7 @@ describe.skipIf(skip)('support images', () => {
         expect(Object.keys(cfg.config.Volumes)).toEqual([r.volume, ...(r.scratch ? [r.scratch.path] : [])]);
         expect(cfg.config.Entrypoint).toEqual(r.entrypoint);
         expect(cfg.config.Labels['org.opencontainers.image.source']).toMatch(/^https:\/\//);
-        expect(cfg.config.Labels['dev.stellaops.support.equivalent-of']).toBe(catalog.support.find((s) => s.name === img.name)!.upstreamImage);
+        expect(cfg.config.Labels['dev.stellaops.support.equivalent-of']).toBe(upstreamOf(img.name));
         expect(cfg.config.Labels['dev.stellaops.support.shell']).toBe(r.shell ?? 'none');
       }
     }
@@ -252,6 +255,51 @@ describe.skipIf(skip)('support images', () => {
     expect(readFileSync(out, 'utf8')).toContain('support-test-span');
   });
 
+  /** The container's Docker health status, polled until it is `healthy` (the image's own HEALTHCHECK). */
+  async function healthy(id: string, timeoutMs = 90_000): Promise<void> {
+    await waitUntil('image health check healthy', id, async () => docker(['inspect', '--format', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', id]) === 'healthy', timeoutMs);
+  }
+
+  it('NATS, SeaweedFS and the collector turn healthy by their image health check (stella-probe), which fails on a silent target (amd64)', async () => {
+    const started = [
+      await runServer('queue', { ports: [] }),
+      await runServer('object-store', { ports: [], env: { AWS_ACCESS_KEY_ID: 'probe', AWS_SECRET_ACCESS_KEY: 'probe-secret-key' } }),
+      await runServer('otel-collector', { ports: [] }),
+    ];
+    for (const s of started) await healthy(s.id, 150_000);
+    for (const name of ['queue', 'object-store', 'otel-collector'] as const) {
+      const cfg = JSON.parse(docker(['inspect', '--format', '{{json .Config.Healthcheck.Test}}', started[['queue', 'object-store', 'otel-collector'].indexOf(name)]!.id])) as string[];
+      expect(cfg, name).toEqual([...RECIPES[name].healthcheck!]);
+      expect(cfg[1]).toBe('/usr/bin/stella-probe');
+    }
+    // A real probe: a port nothing listens on, and a 404, fail with a message; tcp:// connects.
+    const q = started[0]!.id;
+    const silent = spawnSync('docker', ['exec', q, '/usr/bin/stella-probe', '-timeout', '2s', 'http://127.0.0.1:1/'], { encoding: 'utf8' });
+    expect(silent.status).toBe(1);
+    expect(silent.stderr).toMatch(/stella-probe: http:\/\/127\.0\.0\.1:1\/: .*connection refused/);
+    const notFound = spawnSync('docker', ['exec', q, '/usr/bin/stella-probe', 'http://127.0.0.1:8222/no-such-page'], { encoding: 'utf8' });
+    expect(notFound.status).toBe(1);
+    expect(notFound.stderr).toMatch(/HTTP 404/);
+    expect(spawnSync('docker', ['exec', q, '/usr/bin/stella-probe', 'tcp://127.0.0.1:4222']).status).toBe(0);
+    expect(spawnSync('docker', ['exec', q, '/usr/bin/stella-probe']).status).toBe(2);
+  }, 400_000);
+
+  it('nginx (from Debian\'s nginx) runs as 101 on a read-only root, serves, and turns healthy (amd64)', async () => {
+    const s = await runServer('nginx', { ports: [8080] });
+    await healthy(s.id);
+    const r = await fetch(`http://127.0.0.1:${s.port(8080)}/`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toMatch(/nginx/i);
+    expect(r.headers.get('server')).toBe('nginx');
+    expect(spawnSync('docker', ['exec', s.id, '/usr/sbin/nginx', '-v'], { encoding: 'utf8' }).stderr).toMatch(/nginx\/1\.22\.1/);
+    // Every process of the container (master and worker) runs as uid 101.
+    const procs = docker(['top', s.id, '-o', 'pid,uid,comm']).split('\n').slice(1);
+    expect(procs.length).toBeGreaterThanOrEqual(2);
+    for (const l of procs) expect(l.trim().split(/\s+/)[1], l).toBe('101');
+    // The TLS module is there (the tls profile needs it).
+    expect(spawnSync('docker', ['exec', s.id, '/usr/sbin/nginx', '-V'], { encoding: 'utf8' }).stderr).toMatch(/--with-http_ssl_module/);
+  }, 200_000);
+
   it.skipIf(arm64Skip)('arm64 under qemu: Redis (Debian) answers PING and the collector (Go) reports healthy', async () => {
     const rd = await runServer('redis', { ports: [6379], platform: 'linux/arm64' });
     expect(docker(['inspect', '--format', '{{.Architecture}}', ref('redis', first.images.find((i) => i.name === 'redis')!.platforms['linux/arm64'])])).toBe('arm64');
@@ -280,6 +328,9 @@ describe.skipIf(skip)('support images', () => {
         expect(amd.packages.length).toBeGreaterThan(100);
       }
       if (img.name === 'otel-collector') expect(purls).toContain('pkg:golang/go.opentelemetry.io/collector/receiver/otlpreceiver@v0.165.0');
+      // stella-probe is listed where it is installed.
+      expect(purls.includes('pkg:golang/stellaops.dev/tools/probe@v1.0.0'), img.name).toBe(RECIPES[img.name].probe === true);
+      if (img.name === 'nginx') expect(purls.some((p) => p.startsWith('pkg:deb/debian/nginx@'))).toBe(true);
     }
   });
 
@@ -290,7 +341,7 @@ describe.skipIf(skip)('support images', () => {
     expect(lock.mode).toBe('built');
     for (const img of first.images) {
       const e = lock.images[img.name]!;
-      expect(e.upstream).toBe(catalog.support.find((s) => s.name === img.name)!.upstreamImage);
+      expect(e.upstream).toBe(upstreamOf(img.name));
       expect(e.repository).toBe(`${registry.host}/${NAMESPACE}/${RECIPES[img.name].image}`);
       expect(e.digest).toBe(img.digest);
       expect(e.platforms).toEqual(img.platforms);
@@ -310,9 +361,11 @@ describe.skipIf(skip)('support images', () => {
 
   it('resolve mode pins the upstream references to their index digests (a local registry plays upstream)', async () => {
     const upstream = await startRegistry();
+    // Resolve mode defaults to the catalog's five (nginx only when named).
+    const catalogImages = first.images.filter((i) => (SUPPORT_NAMES as readonly string[]).includes(i.name));
     try {
       const client = new RegistryClient({ registry: upstream.host });
-      for (const img of first.images) {
+      for (const img of catalogImages) {
         const u = parseImageReference(catalog.support.find((s) => s.name === img.name)!.upstreamImage);
         await pushLayout(client, first.layout, u.repository, img.digest);
         const bytes = await new OciLayout(first.layout).readBlob(img.digest);
@@ -322,7 +375,8 @@ describe.skipIf(skip)('support images', () => {
       const { lock } = await resolveSupportImages({ mirrors: { 'docker.io': upstream.host }, lockFile });
       expect(lock.mode).toBe('resolved');
       expect(JSON.parse(readFileSync(lockFile, 'utf8'))).toEqual(lock);
-      for (const img of first.images) {
+      expect(Object.keys(lock.images)).toEqual([...SUPPORT_NAMES]);
+      for (const img of catalogImages) {
         const e = lock.images[img.name]!;
         expect(e.digest).toBe(img.digest);
         expect(e.platforms).toEqual(img.platforms);

@@ -67,7 +67,7 @@ export const WIRED: Readonly<Record<string, string>> = {
   STELLA_OBJECT_STORE_SECRET_KEY: 'file from objectStore.existingSecret (or the bundled Secret)',
   STELLA_OTEL_EXPORTER_ENDPOINT: 'otel.endpoint',
   STELLA_API_URL: 'the API Service of the release',
-  STELLA_MIGRATIONS_AUTO: 'false while migrations.enabled (the migrator hook runs them)',
+  STELLA_MIGRATIONS_AUTO: 'false while migrations.enabled with external dependencies (the migrator hook runs them); bundled: the API migrates at start (its migrator is a post-install hook, which helm --wait runs only after every pod is Ready)',
 };
 
 /** Keys with one value for every service: the values path (docs) and the template expression (templates/_catalog.tpl). */

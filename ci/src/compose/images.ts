@@ -9,12 +9,13 @@
  *     quickstart.sh refuses to start with: `--images build.json` writes the real pins into .env.
  *   - Support images: from deploy/support-images.lock.json (written by `support-images`), by
  *     index digest; the catalog's upstream reference with the placeholder while there is no lock.
+ *     nginx (the tls profile's sidecar) is in the lock too, as `nginx`.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { isDigest } from '../oci/types.ts';
-import { SUPPORT_NAMES, type SupportName } from '../catalog/types.ts';
+import { SUPPORT_IMAGE_NAMES, RECIPES, type SupportImageName } from '../support/recipes.ts';
 import type { BuildDocument } from '../build/document.ts';
 import { catalog } from '../catalog/index.ts';
 
@@ -30,7 +31,7 @@ export interface PinnedImage {
   readonly digest: string;
 }
 
-export type SupportLockImages = Readonly<Partial<Record<SupportName, PinnedImage>>>;
+export type SupportLockImages = Readonly<Partial<Record<SupportImageName, PinnedImage>>>;
 
 /** `repository@digest`. */
 export function imageRef(p: PinnedImage): string {
@@ -38,9 +39,9 @@ export function imageRef(p: PinnedImage): string {
 }
 
 /** The upstream repository of a catalog support image, without its tag. */
-function upstreamRepository(name: SupportName): string {
-  const s = catalog.support.find((x) => x.name === name)!;
-  return s.upstreamImage.replace(/:[^/:@]+$/, '');
+function upstreamRepository(name: SupportImageName): string {
+  const s = catalog.support.find((x) => x.name === name);
+  return (s?.upstreamImage ?? RECIPES[name].upstream!).replace(/:[^/:@]+$/, '');
 }
 
 /**
@@ -58,14 +59,14 @@ export function parseSupportLock(value: unknown, where = SUPPORT_LOCK_PATH): Sup
   const entries: [string, unknown][] = Array.isArray(body)
     ? body.map((e) => [String((e as Record<string, unknown>)?.name ?? (e as Record<string, unknown>)?.service ?? ''), e])
     : Object.entries(body as Record<string, unknown>);
-  const out: Partial<Record<SupportName, PinnedImage>> = {};
+  const out: Partial<Record<SupportImageName, PinnedImage>> = {};
   for (const [name, e] of entries) {
-    if (!(SUPPORT_NAMES as readonly string[]).includes(name)) continue;
+    if (!(SUPPORT_IMAGE_NAMES as readonly string[]).includes(name)) continue;
     const o = e as Record<string, unknown>;
     if (typeof o?.repository !== 'string' || !o.repository) fail(`${name}.repository is ${JSON.stringify(o?.repository)} (expected a repository such as 127.0.0.1:5000/stellaops/support-postgres)`);
     const digest = o.digest ?? o.indexDigest;
     if (!isDigest(digest)) fail(`${name}.digest is ${JSON.stringify(digest)} (expected sha256:<64 hex>, the index digest)`);
-    out[name as SupportName] = { repository: o.repository as string, digest: digest as string };
+    out[name as SupportImageName] = { repository: o.repository as string, digest: digest as string };
   }
   return out;
 }
@@ -86,7 +87,7 @@ export function readSupportLock(root: string): SupportLockImages {
 /** The default reference of each image variable. */
 export interface ComposeImages {
   readonly stella: Readonly<Record<string, string>>;
-  readonly support: Readonly<Record<SupportName, string>>;
+  readonly support: Readonly<Record<SupportImageName, string>>;
 }
 
 export function composeImages(build?: BuildDocument, lock: SupportLockImages = {}): ComposeImages {
@@ -95,7 +96,7 @@ export function composeImages(build?: BuildDocument, lock: SupportLockImages = {
     const b = build?.images.find((i) => i.service === s.name);
     stella[s.name] = b ? imageRef(b) : imageRef({ repository: `${UPSTREAM_NAMESPACE}/${s.image}`, digest: PLACEHOLDER_DIGEST });
   }
-  const support = {} as Record<SupportName, string>;
-  for (const n of SUPPORT_NAMES) support[n] = lock[n] ? imageRef(lock[n]!) : imageRef({ repository: upstreamRepository(n), digest: PLACEHOLDER_DIGEST });
+  const support = {} as Record<SupportImageName, string>;
+  for (const n of SUPPORT_IMAGE_NAMES) support[n] = lock[n] ? imageRef(lock[n]!) : imageRef({ repository: upstreamRepository(n), digest: PLACEHOLDER_DIGEST });
   return { stella, support };
 }

@@ -5,6 +5,7 @@
  */
 import { catalog } from '../catalog/index.ts';
 import type { ServiceSpec, SupportName } from '../catalog/types.ts';
+import { PROBE_HEALTHCHECKS } from '../support/recipes.ts';
 import type { BuildDocument } from '../build/document.ts';
 import { PLACEHOLDER_DIGEST, SUPPORT_LOCK_PATH, composeImages, type ComposeImages, type SupportLockImages } from './images.ts';
 import { SECRETS_DIR, SUPPORT_SERVICE, settings, wiring } from './settings.ts';
@@ -46,9 +47,24 @@ export function imageVariable(composeService: string): string {
   return `STELLA_${composeService.toUpperCase().replaceAll('-', '_')}_IMAGE`;
 }
 
+/** The image variable of an entry of the support image lock (its `queue` is STELLA_NATS_IMAGE, `nginx` STELLA_NGINX_IMAGE). */
+export function supportImageVariable(lockName: string): string {
+  return imageVariable(SUPPORT_SERVICE[lockName] ?? lockName);
+}
+
+/**
+ * The console's and the API's plain-HTTP ports bind to STELLA_HTTP_PUBLISH_ADDRESS, then
+ * STELLA_PUBLISH_ADDRESS: with the tls profile quickstart.sh keeps them on 127.0.0.1 even with
+ * EXPOSE_PUBLIC=1 (the public way in is nginx's TLS ports).
+ */
+export const HTTP_PUBLISH_SERVICES: readonly string[] = ['console', 'api'];
+
 const q = (v: string) => JSON.stringify(v);
 const image = (service: string, ref: string) => `    image: \${${imageVariable(service)}:-${ref}}`;
-const port = (p: PublishedPort) => `      - ${q(`\${STELLA_PUBLISH_ADDRESS:-127.0.0.1}:\${${p.variable}:-${p.port}}:${p.containerPort}`)}`;
+const port = (p: PublishedPort) => {
+  const address = HTTP_PUBLISH_SERVICES.includes(p.service) ? '${STELLA_HTTP_PUBLISH_ADDRESS:-${STELLA_PUBLISH_ADDRESS:-127.0.0.1}}' : '${STELLA_PUBLISH_ADDRESS:-127.0.0.1}';
+  return `      - ${q(`${address}:\${${p.variable}:-${p.port}}:${p.containerPort}`)}`;
+};
 
 /** The one-shot init services run the API image (node is all they need) unless STELLA_INIT_IMAGE says otherwise. */
 const initImage = (images: ComposeImages) => `    image: \${${imageVariable('init')}:-\${${imageVariable('api')}:-${images.stella.api!}}}`;
@@ -56,10 +72,17 @@ const initImage = (images: ComposeImages) => `    image: \${${imageVariable('ini
 /** Compose service name of a catalog dependency. */
 const dependencyService = (d: string) => SUPPORT_SERVICE[d] ?? d;
 
-/** Support services with an exec-form health check in their image (the others have no probe binary). */
-const SUPPORT_HEALTH: Partial<Record<SupportName, readonly string[]>> = {
+/**
+ * The support services' exec-form health checks: PostgreSQL's and Redis's own clients; NATS,
+ * SeaweedFS and the collector through /usr/bin/stella-probe (tools/probe, in their images) on
+ * their own health endpoints (ci/src/support/recipes.ts PROBE_HEALTHCHECKS).
+ */
+export const SUPPORT_HEALTH: Readonly<Record<SupportName, readonly string[]>> = {
   postgres: ['CMD', 'pg_isready', '-h', '127.0.0.1', '-p', '5432', '-q'],
   redis: ['CMD', '/usr/bin/redis-cli', 'ping'],
+  queue: PROBE_HEALTHCHECKS.queue,
+  'object-store': PROBE_HEALTHCHECKS['object-store'],
+  'otel-collector': PROBE_HEALTHCHECKS['otel-collector'],
 };
 
 function dependsOn(entries: readonly [string, string][]): string[] {
@@ -70,7 +93,7 @@ function dependsOn(entries: readonly [string, string][]): string[] {
 function conditionOf(dep: string): string {
   const support = catalog.support.find((x) => x.name === dep);
   if (!support) return 'service_healthy';
-  return SUPPORT_HEALTH[support.name] ? 'service_healthy' : 'service_started';
+  return SUPPORT_HEALTH[support.name].length ? 'service_healthy' : 'service_started';
 }
 
 function stellaService(s: ServiceSpec, images: ComposeImages): string[] {
@@ -126,7 +149,8 @@ export function renderCompose(o: RenderOptions = {}): string {
     '# Every image is a variable whose default is pinned by digest; set it in .env to relocate.',
     `# StellaOps images: ${pinned}.`,
     `# Support images: ${supportPinned}.`,
-    '# Ports bind to 127.0.0.1 unless STELLA_PUBLISH_ADDRESS=0.0.0.0 (quickstart.sh sets it for EXPOSE_PUBLIC=1).',
+    '# Ports bind to 127.0.0.1 unless STELLA_PUBLISH_ADDRESS=0.0.0.0 (quickstart.sh sets it for EXPOSE_PUBLIC=1;',
+    '# with the tls profile the console\'s and the API\'s plain HTTP stay on 127.0.0.1: STELLA_HTTP_PUBLISH_ADDRESS).',
     `name: ${PROJECT}`,
     '',
     '# Readiness of a StellaOps service (exec form: the images have no shell): GET /health/readiness.',
@@ -208,7 +232,7 @@ export function renderCompose(o: RenderOptions = {}): string {
     '',
     '  # SeaweedFS\'s S3 gateway on 9000; the access keys come from the s3.json identities file init writes;',
     '  # no telemetry (-master.telemetry=false: nothing leaves the host), no Iceberg/Lance ports.',
-    '  # No health check: the image has no probe binary; the services\' readiness checks it.',
+    '  # Health: stella-probe (in the image) on the S3 gateway\'s and the filer\'s /healthz.',
     '  object-store:',
     image('object-store', sup['object-store']),
     '    restart: unless-stopped',
@@ -222,6 +246,9 @@ export function renderCompose(o: RenderOptions = {}): string {
     '    volumes:',
     '      - objectstore-data:/data',
     '      - stella-state:/run/stella:ro',
+    '    healthcheck:',
+    '      <<: *support-healthcheck',
+    `      test: ${JSON.stringify(SUPPORT_HEALTH['object-store'])}`,
     '',
     '  # One-shot: creates the bucket (signed S3 request; an existing bucket is fine).',
     '  object-store-init:',
@@ -229,7 +256,7 @@ export function renderCompose(o: RenderOptions = {}): string {
     '    read_only: true',
     '    restart: "no"',
     '    networks: [stella-net]',
-    ...dependsOn([['object-store', 'service_started']]),
+    ...dependsOn([['object-store', 'service_healthy']]),
     '    entrypoint: ["/nodejs/bin/node", "/init/stella-init.mjs"]',
     '    command: ["bucket"]',
     '    environment:',
@@ -239,7 +266,7 @@ export function renderCompose(o: RenderOptions = {}): string {
     '      - ./init:/init:ro',
     '      - stella-state:/run/stella:ro',
     '',
-    '  # NATS with JetStream (-js), storing under /data. No health check: the image has no probe binary.',
+    '  # NATS with JetStream (-js), storing under /data. Health: stella-probe on the monitoring port\'s /healthz.',
     '  nats:',
     image('nats', sup.queue),
     '    restart: unless-stopped',
@@ -252,8 +279,12 @@ export function renderCompose(o: RenderOptions = {}): string {
     ...pubs.filter((p) => p.service === 'nats').map(port),
     '    volumes:',
     '      - nats-data:/data',
+    '    healthcheck:',
+    '      <<: *support-healthcheck',
+    `      test: ${JSON.stringify(SUPPORT_HEALTH.queue)}`,
     '',
     '  # Receives OTLP traces and scrapes every service\'s /metrics (otel-collector.yaml, generated).',
+    '  # Health: stella-probe on the health_check extension (13133).',
     '  otel-collector:',
     image('otel-collector', sup['otel-collector']),
     '    restart: unless-stopped',
@@ -262,24 +293,33 @@ export function renderCompose(o: RenderOptions = {}): string {
     '    command: ["--config", "/etc/otelcol/compose.yaml"]',
     '    volumes:',
     '      - ./otel-collector.yaml:/etc/otelcol/compose.yaml:ro',
+    '    healthcheck:',
+    '      <<: *support-healthcheck',
+    `      test: ${JSON.stringify(SUPPORT_HEALTH['otel-collector'])}`,
     '',
     ...catalog.services.flatMap((s) => [...stellaService(s, images), '']),
-    '  # The tls profile (`docker compose --profile tls up -d`, or quickstart.sh --tls): nginx terminating',
-    '  # TLS for the console and the API with tls/cert.pem and tls/key.pem (given, or self-signed by quickstart.sh).',
+    '  # The tls profile (quickstart.sh --tls, or COMPOSE_PROFILES=tls): nginx (support-nginx, built from',
+    '  # Debian\'s nginx) terminating TLS for the console and the API with .secrets/tls-cert.pem and',
+    '  # .secrets/tls-key.pem (given with --tls-cert/--tls-key, or a CA and certificate quickstart.sh',
+    '  # generates), which init copies into stella-state for nginx\'s user (101, mode 0400).',
     '  tls-proxy:',
     '    profiles: [tls]',
-    image('nginx', `docker.io/library/nginx@${PLACEHOLDER_DIGEST}`),
+    image('nginx', sup.nginx),
     '    restart: unless-stopped',
     '    read_only: true',
-    '    tmpfs: ["/tmp", "/run", "/var/cache/nginx", "/var/lib/nginx"]',
+    '    cap_drop: [ALL]',
+    '    security_opt: ["no-new-privileges:true"]',
+    '    tmpfs: ["/tmp"]',
     '    networks: [stella-net]',
-    ...dependsOn([['console', 'service_healthy'], ['api', 'service_healthy']]),
+    ...dependsOn([['init', 'service_completed_successfully'], ['console', 'service_healthy'], ['api', 'service_healthy']]),
     '    ports:',
     ...TLS_PORTS.map(port),
     '    volumes:',
     '      - ./tls/nginx.conf:/etc/nginx/nginx.conf:ro',
-    '      - ./tls/cert.pem:/etc/nginx/tls/cert.pem:ro',
-    '      - ./tls/key.pem:/etc/nginx/tls/key.pem:ro',
+    '      - stella-state:/run/stella:ro',
+    '    healthcheck:',
+    '      <<: *support-healthcheck',
+    `      test: ${JSON.stringify(PROBE_HEALTHCHECKS.nginx)}`,
     '',
     'networks:',
     '  stella-net:',
@@ -359,8 +399,9 @@ function comment(text: string, width = 94): string[] {
   return out;
 }
 
-export function renderEnvExample(): string {
-  const images = composeImages();
+/** .env.example; the support images' lines show the lock's pins (what the compose file defaults to). */
+export function renderEnvExample(supportLock?: SupportLockImages): string {
+  const images = composeImages(undefined, supportLock);
   const lines = [
     '# GENERATED by ci/src/compose/render.ts from the service catalog (ci/src/catalog). Do not edit:',
     '# run `npm run generate`. quickstart.sh copies this file to .env once (never overwrites it);',
@@ -373,6 +414,13 @@ export function renderEnvExample(): string {
     'EXPOSE_PUBLIC=0',
     ...comment('The address the ports bind to, when you run `docker compose` yourself (quickstart.sh derives it from EXPOSE_PUBLIC).'),
     '# STELLA_PUBLISH_ADDRESS=127.0.0.1',
+    ...comment('The address of the console\'s and the API\'s plain-HTTP ports; default STELLA_PUBLISH_ADDRESS. quickstart.sh sets 127.0.0.1 with the tls profile, so that with EXPOSE_PUBLIC=1 only nginx\'s TLS ports face the network.'),
+    '# STELLA_HTTP_PUBLISH_ADDRESS=',
+    '',
+    '## TLS',
+    ...comment('STELLA_TLS=1 starts the tls profile: nginx terminating TLS for the console and the API (quickstart.sh --tls writes it here; set 0 and run `docker compose --profile tls rm -sf tls-proxy` to stop). The certificate and key are .secrets/tls-cert.pem and .secrets/tls-key.pem: yours (quickstart.sh --tls-cert FILE --tls-key FILE copies them), or generated on the first --tls run with a private CA whose certificate is .secrets/tls-ca.pem (trust it in your browser or curl --cacert). STELLA_TLS_NAMES adds DNS names or IP addresses to the generated certificate (comma-separated; localhost, 127.0.0.1 and this host\'s name are always in it).'),
+    '# STELLA_TLS=0',
+    '# STELLA_TLS_NAMES=',
     ...[...publishedPorts(), ...TLS_PORTS].flatMap((p) => [...comment(`Host port of ${p.service} (container port ${p.containerPort})${p.service === 'tls-proxy' ? ', tls profile only' : ''}.`), `# ${p.variable}=${p.port}`]),
     '',
     '## Images',
@@ -385,8 +433,8 @@ export function renderEnvExample(): string {
     `# ${imageVariable('object-store')}=${images.support['object-store']}`,
     `# ${imageVariable('nats')}=${images.support.queue}`,
     `# ${imageVariable('otel-collector')}=${images.support['otel-collector']}`,
-    ...comment('The tls profile\'s nginx (from Debian\'s nginx); required with --tls.'),
-    `# ${imageVariable('nginx')}=docker.io/library/nginx@${PLACEHOLDER_DIGEST}`,
+    ...comment('The tls profile\'s nginx (support-nginx, built from Debian\'s nginx).'),
+    `# ${imageVariable('nginx')}=${images.support.nginx}`,
     '',
     '## Quickstart',
     ...comment('Seconds quickstart.sh waits for every service to be ready before it reports what is not.'),
@@ -416,7 +464,7 @@ export function composeFiles(root: string, build?: BuildDocument, supportLock?: 
   void root;
   return [
     { path: COMPOSE_FILE, content: renderCompose({ ...(build ? { build } : {}), ...(supportLock ? { supportLock } : {}) }) },
-    { path: ENV_EXAMPLE_FILE, content: renderEnvExample() },
+    { path: ENV_EXAMPLE_FILE, content: renderEnvExample(supportLock) },
     { path: OTEL_CONFIG_FILE, content: renderOtelConfig() },
   ];
 }

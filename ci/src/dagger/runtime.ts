@@ -77,9 +77,9 @@ export async function inToolboxDirectory(source: Directory, name: string, args: 
   const f = functionNamed(name);
   if (f.dagger.kind !== 'toolbox-directory') throw new Error(`internal: ${name} does not return a directory`);
   const { directoryArg, directoryDefault, registryArg } = f.dagger;
-  const embedded = args[registryArg] ? undefined : localRegistry();
+  const embedded = registryArg === undefined || args[registryArg] ? undefined : localRegistry();
   const dir = (args[directoryArg] as string | undefined) ?? directoryDefault;
-  const c = await cli(source, f, { ...args, [registryArg]: args[registryArg] ?? (embedded ? 'registry:5000' : undefined), [directoryArg]: dir }, embedded);
+  const c = await cli(source, f, { ...args, ...(registryArg ? { [registryArg]: args[registryArg] ?? (embedded ? 'registry:5000' : undefined) } : {}), [directoryArg]: dir }, embedded);
   return c.directory(dir);
 }
 

@@ -26,6 +26,8 @@ export interface TarEntry {
   readonly type: string;
   /** The entry's bytes (at most once; empty for entries without content). */
   content(): Promise<Buffer>;
+  /** The entry's bytes as a stream, for content too large to hold (instead of content(); consume it before returning). */
+  stream(): Readable;
 }
 
 /** Bytes in memory, `{ file }` on disk, or a stream; plain or gzip'd (detected from the first bytes). */
@@ -103,6 +105,11 @@ export async function readTar(input: TarInput, onEntry: (entry: TarEntry) => voi
           const chunks: Buffer[] = [];
           for await (const c of stream) chunks.push(c as Buffer);
           return Buffer.concat(chunks);
+        },
+        stream() {
+          if (read) throw new Error(`tar entry ${header.name}: content already read`);
+          read = true;
+          return stream as unknown as Readable;
         },
       };
       await onEntry(entry);

@@ -126,4 +126,6 @@ export function imageRef(image: Pick<BuiltImage, 'repository' | 'digest'>): stri
 
 export interface StepIo {
   progress(line: string): void;
+  /** A machine-readable line (a JSON event, `--json`), written as is: no prefix (the CLI writes it to stderr). */
+  emit?(line: string): void;
 }

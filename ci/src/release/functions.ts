@@ -20,6 +20,8 @@ import { signStep } from './signatures.ts';
 import { provenanceStep } from './provenance.ts';
 import { verifyStep } from './verify.ts';
 import { publishStep } from './publish.ts';
+import { promote } from './promote.ts';
+import { parseSupportImagesMode } from './extras.ts';
 import {
   DEFAULT_BASE_LAYOUT,
   DEFAULT_NAMESPACE,
@@ -188,8 +190,32 @@ export async function releaseFn(a: A, io: FnIo): Promise<string> {
       gitCommit: str(a, 'gitCommit'),
       sourceDateEpoch: a.sourceDateEpoch as number | undefined,
       dryRun: a.dryRun === true,
+      allowDirty: a.allowDirty === true,
+      json: io.emit !== undefined,
+      supportImages: parseSupportImagesMode(str(a, 'supportImages')),
     },
     io,
   );
   return json(record);
+}
+
+export async function promoteFn(a: A, io: FnIo): Promise<string> {
+  const token = str(a, 'identityToken');
+  if (token && str(a, 'key')) throw new StellaError('INVALID_ARGUMENT', 'give --key or --identity-token, not both');
+  const signer = token ? signingKeyless(keylessOf(a)!).signer : str(a, 'key') ? keySigning(a).signer : undefined;
+  const result = await promote(
+    {
+      rcRecord: resolve(io.source, req(a, 'rcRecord', "the rc's release.json, e.g. dist/release.json of the rc")),
+      version: str(a, 'version'),
+      smokeRecords: str(a, 'smokeRecords')?.split(',').map((f) => resolve(io.source, f.trim())).filter(Boolean),
+      registries: registries(a),
+      trust: await trust(a, io.source),
+      signer,
+      out: resolve(io.source, str(a, 'out') ?? `${DEFAULT_OUT}/promoted`),
+      dryRun: a.dryRun === true,
+      json: io.emit !== undefined,
+    },
+    io,
+  );
+  return json(result);
 }

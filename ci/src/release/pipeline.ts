@@ -3,21 +3,31 @@
  * passes digests, never tags, to the next; tags are written last, after
  * everything they will point to has been verified.
  *
- *   plan        the tags the version publishes (refuses anything outside the scheme)
- *   key         the signing key: given, or generated for a local release
- *   base        the runtime base, by digest: given, or built offline and pushed
- *   build       11 images × 2 platforms, reproducible, pushed by digest
- *   sbom        SPDX per platform and per index: signed attestation + plain referrer
- *   sign        cosign v3 bundle signature + legacy .sig, over index digests
- *   provenance  SLSA v1, signed, over index and platform digests
- *   publish     verify everything, decide every tag, then write tags
- *   record      dist/: build.json, release.json, SBOMs, provenance, public key, image catalog
+ *   plan            the tags the version publishes (refuses anything outside the scheme)
+ *   preflight       no side effects: tree, registry reachable and writable, signing identity
+ *                   usable, immutable tags not taken (./preflight.ts); `--dry-run` stops here
+ *                   and prints the plan
+ *   key             the signing key or keyless identity
+ *   base            the runtime base, by digest: given, or built offline and pushed
+ *   build           11 images × 2 platforms, reproducible, pushed by digest
+ *   support-images  the support image lock's images, or built (./extras.ts)
+ *   sbom            SPDX per platform and per index: signed attestation + plain referrer
+ *   sign            cosign v3 bundle signature + legacy .sig, over index digests
+ *   provenance      SLSA v1, signed, over index and platform digests
+ *   chart           the Helm chart pinned to those digests, pushed, signed (./extras.ts)
+ *   bundle, smoke   slots for the air-gap bundle and the smoke tests (./hooks.ts)
+ *   verify          everything, by digest
+ *   publish         decide every tag, then write tags — last
+ *   record          dist/: build.json, release.json (with per-step timings), digests.txt,
+ *                   checksums.txt + its Sigstore bundle, SBOMs, provenance, image catalog
+ *
+ * Progress and the closing summary table: ./progress.ts (`--json`: one event per line).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { randomUUID } from 'node:crypto';
-import { StellaError, inStep } from '../errors.ts';
+import { createHash, randomUUID } from 'node:crypto';
+import { StellaError } from '../errors.ts';
 import { planTags, type TagPlan } from '../tags/index.ts';
 import { SOURCE_URL, selectServices } from '../catalog/index.ts';
 import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
@@ -31,6 +41,12 @@ import { signStep, type SignStepOptions } from './signatures.ts';
 import { provenanceStep, type ProvenanceStepOptions } from './provenance.ts';
 import { publishStep, type PublishOptions, type TagResult } from './publish.ts';
 import { imageCatalogWithDigests } from './catalog-doc.ts';
+import { Progress, type StepTiming } from './progress.ts';
+import { preflight, type PreflightResult } from './preflight.ts';
+import { releaseChartStep, supportImagesStep, type SupportImageRecord, type SupportImagesMode } from './extras.ts';
+import { releaseHooks, type BundleRecord, type ReleaseStepContext, type SmokeRecord } from './hooks.ts';
+import { verifyStep } from './verify.ts';
+import { CHECKSUMS_BUNDLE, CHECKSUMS_FILE, DIGESTS_FILE, writeReleaseOutputs, type DigestEntry } from './outputs.ts';
 
 export const DEFAULT_REGISTRY = '127.0.0.1:5000';
 export const DEFAULT_NAMESPACE = 'stellaops';
@@ -170,6 +186,37 @@ export async function buildAndPushBase(
   return { ref, digest: base.indexDigest, platforms: base.platforms as Record<string, string>, layout: o.layout, nodeVersion: base.nodeVersion };
 }
 
+/** In <out>/base-layout: what the base was built from (a hash of its inputs) and its digest. */
+const BASE_RECORD = 'stella-release-base.json';
+
+/**
+ * A hash of everything the offline base is built from: the base code and its lock (ci/src/base),
+ * the Node pin (package.json), the source date, where it is pushed, whether the release is
+ * versioned (which decides the lock policy) and the lock policy itself.
+ */
+async function baseInputsKey(o: { source: string; sourceDateEpoch: number; registry: string; namespace: string; versioned: boolean }): Promise<string> {
+  const h = createHash('sha256');
+  const dir = join(import.meta.dirname, '..', 'base');
+  for (const f of readdirSync(dir).filter((x) => /\.(ts|json)$/.test(x)).sort()) h.update(`${f}\0`).update(await readFile(join(dir, f)));
+  h.update(await readFile(join(o.source, 'package.json')));
+  h.update(JSON.stringify({ epoch: o.sourceDateEpoch, registry: o.registry, namespace: o.namespace, versioned: o.versioned, policy: process.env.STELLA_BASE_LOCK_POLICY ?? '' }));
+  return h.digest('hex');
+}
+
+/** The base a previous run built into this layout from the same inputs, when the registry still has it by digest. */
+async function reusableBase(layout: string, key: string, registries: Registries, registry: string): Promise<{ ref: string; digest: string } | undefined> {
+  const f = join(layout, BASE_RECORD);
+  if (!existsSync(f)) return undefined;
+  try {
+    const r = JSON.parse(await readFile(f, 'utf8')) as { key?: string; ref?: string; digest?: string };
+    if (r.key !== key || typeof r.ref !== 'string' || typeof r.digest !== 'string' || !r.ref.startsWith(`${registry}/`)) return undefined;
+    const repo = r.ref.slice(registry.length + 1, r.ref.lastIndexOf('@'));
+    return (await registries.client(registry).hasManifest(repo, r.digest)) ? { ref: r.ref, digest: r.digest } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ReleaseOptions {
   readonly source: string;
   readonly version: string;
@@ -195,8 +242,14 @@ export interface ReleaseOptions {
   readonly out?: string;
   readonly gitCommit?: string;
   readonly sourceDateEpoch?: number;
-  /** Everything but the tags: build, attach and verify, then report the tag decisions. */
+  /** Pre-flight, then print the plan (plan.json in <out>); build, push, sign and tag nothing. */
   readonly dryRun?: boolean;
+  /** Allow a final release (vX.Y.Z) from a working tree with uncommitted changes (recorded as dirty). */
+  readonly allowDirty?: boolean;
+  /** Progress as one JSON event per line (ReleaseEvent) instead of plain lines. */
+  readonly json?: boolean;
+  /** Support images: the committed lock (default), built here, or none. */
+  readonly supportImages?: SupportImagesMode;
 }
 
 export interface ReleaseRecord {
@@ -209,6 +262,41 @@ export interface ReleaseRecord {
   readonly publicKey?: string;
   readonly images: readonly { service: string; repository: string; digest: string; platforms: Record<string, string>; tags: string[] }[];
   readonly tags: readonly TagResult[];
+  /** The working tree had uncommitted changes (promote refuses a dirty rc). */
+  readonly dirty?: boolean;
+  /** Support images the release pins (by digest), from the lock or built. */
+  readonly supportImages?: readonly SupportImageRecord[];
+  readonly chart?: { readonly ref: string; readonly digest: string; readonly version: string; readonly oci: string; readonly tag: string; readonly package: string; readonly packageDigest: string };
+  readonly bundle?: BundleRecord;
+  /** Every smoke test the release ran, bound to the digests it ran (what promote checks). */
+  readonly smoke?: readonly SmokeRecord[];
+  /** Set by `promote`: the rc whose verified digests this release tags. */
+  readonly promotedFrom?: { readonly version: string; readonly gitCommit: string };
+  /** dist/ files for release pages and attestations (relative to <out>). */
+  readonly outputs?: { readonly digests: string; readonly checksums: string; readonly checksumsBundle: string };
+  /** Per-step status, what it did and its time, in order. */
+  readonly steps?: readonly StepTiming[];
+}
+
+/** What `release --dry-run` prints (and writes to <out>/plan.json): the checks and the steps it would run. */
+export interface ReleasePlan {
+  readonly dryRun: true;
+  readonly version: string;
+  readonly channel: TagPlan['channel'];
+  readonly tags: readonly string[];
+  readonly immutable: boolean;
+  readonly chartVersion: string;
+  readonly gitCommit: string;
+  readonly sourceDateEpoch: number;
+  readonly dirty: boolean;
+  readonly registry: string;
+  readonly namespace: string;
+  readonly images: readonly string[];
+  readonly signing: PreflightResult['signing'];
+  readonly preflight: PreflightResult['checks'];
+  readonly warnings: readonly string[];
+  readonly steps: readonly { readonly step: string; readonly will: string }[];
+  readonly out: string;
 }
 
 export function registryCredentials(username?: string, password?: string): Credentials | undefined {
@@ -260,72 +348,196 @@ async function signingKey(o: ReleaseOptions, out: string, io: StepIo): Promise<{
   return { signing: signingWithKey(key), publicKeyPath };
 }
 
-/** Runs one step, naming it in any error (the step's own code is kept). */
-async function step<T>(name: string, io: StepIo, run: () => Promise<T>): Promise<T> {
-  io.progress(`── ${name}`);
-  try {
-    return await run();
-  } catch (e) {
-    throw inStep(name, e);
-  }
+/** The steps a release runs, in order, and what each will do (the plan `--dry-run` prints). */
+function plannedSteps(o: { base?: string; services: readonly string[]; supportImages: SupportImagesMode; plan: TagPlan }): { step: string; will: string }[] {
+  return [
+    { step: 'preflight', will: 'version and tag rules, clean tree, registry reachable and writable, signing identity usable, immutable tags not taken' },
+    { step: 'key', will: 'load the signing key or identity' },
+    { step: 'base', will: o.base ? `use ${o.base}` : 'build the offline Node base reproducibly and push it by digest' },
+    { step: 'build', will: `build ${o.services.length} images × 2 platforms, push by digest` },
+    { step: 'support-images', will: o.supportImages === 'build' ? 'build the support images and push them by digest' : o.supportImages === 'skip' ? 'none (--support-images skip)' : 'pin the committed support image lock when its images are present' },
+    { step: 'sbom', will: 'SPDX per platform and index, signed attestations and plain referrers' },
+    { step: 'sign', will: 'cosign v3 bundle and legacy .sig over each index digest' },
+    { step: 'provenance', will: 'signed SLSA v1 provenance per index' },
+    { step: 'chart', will: `package, push, sign and verify chart ${o.plan.chartVersion} (when every service is built)` },
+    { step: 'bundle', will: releaseHooks.bundle ? 'the air-gap bundle' : 'skipped: no bundle step registered (ci/src/release/hooks.ts)' },
+    { step: 'smoke', will: releaseHooks.smoke.length ? releaseHooks.smoke.map((s) => s.name).join(', ') : 'skipped: no smoke step registered (ci/src/release/hooks.ts)' },
+    { step: 'verify', will: 'every signature, SBOM and provenance, by digest' },
+    { step: 'publish', will: `write tags ${o.plan.tags.join(', ')}, last` },
+    { step: 'record', will: `release.json, build.json, ${DIGESTS_FILE}, ${CHECKSUMS_FILE} and ${CHECKSUMS_BUNDLE}, image catalog` },
+  ];
 }
 
-export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRecord> {
+export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRecord | ReleasePlan> {
   const started = new Date();
   const source = resolve(o.source);
   const out = resolve(o.out ?? join(source, DEFAULT_OUT));
   const registry = o.registry ?? DEFAULT_REGISTRY;
   const namespace = o.namespace ?? DEFAULT_NAMESPACE;
   const secrets = stepSecrets({ keyPassword: o.keyPassword, registryPassword: o.registryPassword, identityToken: o.keyless?.identityToken });
+  const p = new Progress(io, o.json === true);
+  const sio = p.io;
 
-  // plan: validate everything that needs no work first.
+  // plan: validate everything that needs no work first (no request is made before this passes).
   const plan = planTags({ version: o.version, ref: o.ref, date: o.date });
   const services = selectServices(o.services).map((s) => s.name);
   if (o.base) baseImageOf(o.base);
+  const supportMode = o.supportImages ?? 'lock';
   const access = registryAccess(o);
   const rev = resolveRevision(source, o.gitCommit, o.sourceDateEpoch);
-  if (rev.dirty) io.progress(`warning: ${source} has uncommitted changes; the images are labelled ${rev.commit} but include them`);
   const registries = new Registries(access);
-  await mkdir(out, { recursive: true });
 
-  const { signing, publicKeyPath } = await step('key', io, () => releaseSigning(o, out, io));
-  const base = o.base ?? (await step('base', io, async () => (await buildAndPushBase({ registry, namespace, layout: join(out, 'base-layout'), sourceDateEpoch: rev.time, registries, releaseVersion: plan.version }, io)).ref));
+  try {
+    const pre = await p.step('preflight', async () => {
+      const r = await preflight({ plan, revision: rev, allowDirty: o.allowDirty === true, registry, namespace, services, registries, key: o.key, keyPassword: o.keyPassword, keyless: o.keyless, identity: o.identity, out });
+      for (const w of r.warnings) p.log(`warning: ${w}`);
+      for (const c of r.checks) p.log(`${c.check}: ${c.detail}`);
+      return { value: r, did: `${r.checks.length} checks passed${r.warnings.length ? `, ${r.warnings.length} warning(s)` : ''}` };
+    });
+    const steps = plannedSteps({ base: o.base, services, supportImages: supportMode, plan });
 
-  io.progress(`building ${services.length} images for ${plan.imageVersion} at ${rev.commit.slice(0, 12)}`);
-  const images: BuildDocument = await step('build', io, () => build({
-    source,
-    services,
-    version: plan.imageVersion,
-    gitCommit: rev.commit,
-    sourceDateEpoch: rev.time,
-    base,
-    push: { registry, namespace },
-    contextDir: join(out, 'app'),
-    registryOptions: access,
-    progress: (l) => io.progress(l),
-  }));
-  await writeBuildDocument(join(out, 'build.json'), images);
+    if (o.dryRun) {
+      const doc: ReleasePlan = {
+        dryRun: true, version: plan.version, channel: plan.channel, tags: plan.tags, immutable: plan.immutable, chartVersion: plan.chartVersion,
+        gitCommit: rev.commit, sourceDateEpoch: rev.time, dirty: rev.dirty, registry, namespace,
+        images: services.map((s) => `${registry}/${namespace}/stella-${s}`), signing: pre.signing, preflight: pre.checks, warnings: pre.warnings, steps: steps.slice(1), out,
+      };
+      if (p.json) p.emit({ event: 'plan', plan: doc });
+      else for (const s of doc.steps) p.log(`plan: ${s.step.padEnd(14)} ${s.will}`);
+      for (const s of doc.steps) p.skip(s.step, 'dry run');
+      await mkdir(out, { recursive: true });
+      await writeFile(join(out, 'plan.json'), `${JSON.stringify(doc, null, 2)}\n`);
+      p.summary(true);
+      return doc;
+    }
+    await mkdir(out, { recursive: true });
 
-  const inputs: AttachInputs = { source, images, registries, signing, revision: rev, secrets };
-  await step('sbom', io, async () => sbomStep(await sbomOptions(inputs, join(out, 'sbom')), { ...io, source }));
-  await step('sign', io, () => signStep(signOptions(inputs), io));
-  await step('provenance', io, async () => provenanceStep(await provenanceOptions(inputs, { version: plan.imageVersion, ref: o.ref, base, startedOn: started, outDir: join(out, 'provenance') }), io));
+    const { signing, publicKeyPath } = await p.step('key', async () => {
+      const r = await releaseSigning(o, out, sio);
+      return { value: r, did: r.publicKeyPath ? `key; public key ${r.publicKeyPath}` : 'keyless (OIDC identity)' };
+    });
+    const base = o.base
+      ? await p.step('base', async () => ({ value: o.base!, did: `given: ${o.base}`, skipped: false }))
+      : await p.step('base', async () => {
+          const layout = join(out, 'base-layout');
+          const key = await baseInputsKey({ source, sourceDateEpoch: rev.time, registry, namespace, versioned: plan.immutable });
+          const reused = await reusableBase(layout, key, registries, registry);
+          if (reused) return { value: reused.ref, did: `${reused.ref.slice(0, reused.ref.indexOf('@') + 20)}… unchanged (same inputs; present by digest, not rebuilt)` };
+          const b = await buildAndPushBase({ registry, namespace, layout, sourceDateEpoch: rev.time, registries, releaseVersion: plan.version }, sio);
+          await writeFile(join(layout, BASE_RECORD), `${JSON.stringify({ key, ref: b.ref, digest: b.digest }, null, 2)}\n`);
+          return { value: b.ref, did: `${b.ref.slice(0, b.ref.indexOf('@') + 20)}… (Node ${b.nodeVersion})` };
+        });
 
-  const tags = await step('publish', io, () => publishStep(publishOptions({ images, registries, trust: signing.trust, plan, dryRun: o.dryRun }), io));
+    const images: BuildDocument = await p.step('build', async () => {
+      p.log(`building ${services.length} images for ${plan.imageVersion} at ${rev.commit.slice(0, 12)}`);
+      const doc = await build({
+        source,
+        services,
+        version: plan.imageVersion,
+        gitCommit: rev.commit,
+        sourceDateEpoch: rev.time,
+        base,
+        push: { registry, namespace },
+        contextDir: join(out, 'app'),
+        registryOptions: access,
+        progress: (l) => p.log(l),
+      });
+      await writeBuildDocument(join(out, 'build.json'), doc);
+      return { value: doc, did: `${doc.images.length} images × ${Object.keys(doc.images[0]?.platforms ?? {}).length} platforms, by digest` };
+    });
 
-  const record: ReleaseRecord = {
-    version: plan.version,
-    channel: plan.channel,
-    gitCommit: rev.commit,
-    sourceDateEpoch: rev.time,
-    base,
-    publicKey: publicKeyPath,
-    images: images.images.map((i) => ({ service: i.service, repository: i.repository, digest: i.digest, platforms: { ...i.platforms }, tags: [...plan.tags] })),
-    tags,
-  };
-  await writeFile(join(out, 'release.json'), `${JSON.stringify(record, null, 2)}\n`);
-  await mkdir(join(out, 'docs', 'release'), { recursive: true });
-  await writeFile(join(out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(record));
-  io.progress(`release ${plan.version}: ${images.images.length} images signed, attested and ${o.dryRun ? 'verified (dry run: no tags written)' : `tagged ${plan.tags.join(', ')}`}; record in ${join(out, 'release.json')}`);
-  return record;
+    const support = await p.step('support-images', () => supportImagesStep({ source, out, mode: supportMode, registry, namespace, registries, access, sourceDateEpoch: rev.time }, sio));
+
+    const inputs: AttachInputs = { source, images, registries, signing, revision: rev, secrets };
+    await p.step('sbom', async () => {
+      const r = await sbomStep(await sbomOptions(inputs, join(out, 'sbom')), { ...sio, source });
+      return { value: r, did: `${images.images.length} images: SPDX per platform and index, attached` };
+    });
+    await p.step('sign', async () => ({ value: await signStep(signOptions(inputs), sio), did: `${images.images.length} index digests signed (bundle + legacy .sig)` }));
+    await p.step('provenance', async () => ({
+      value: await provenanceStep(await provenanceOptions(inputs, { version: plan.imageVersion, ref: o.ref, base, startedOn: started, outDir: join(out, 'provenance') }), sio),
+      did: `${images.images.length} SLSA v1 provenance documents attached`,
+    }));
+
+    const chart = await p.step('chart', () => releaseChartStep({ source, out, plan, images, supportLock: support.lock, registry, namespace, sourceDateEpoch: rev.time, registries, signing }, sio));
+
+    const ctx: ReleaseStepContext = {
+      source, out, plan, revision: rev, images, registries, signing, io: sio,
+      ...(support.lockFile ? { supportLockFile: support.lockFile } : {}),
+      ...(chart ? { chart: { ref: chart.ref, digest: chart.digest, package: chart.package } } : {}),
+    };
+    let bundle: BundleRecord | undefined;
+    const bundleHook = releaseHooks.bundle;
+    const bundleUnavailable = bundleHook ? bundleHook.unavailable?.(ctx) : 'no bundle step registered (ci/src/release/hooks.ts; ci/src/bundle/)';
+    if (bundleHook && !bundleUnavailable) {
+      bundle = await p.step('bundle', async () => {
+        const r = await bundleHook.run(ctx);
+        return { value: r.record, did: r.did };
+      });
+    } else p.skip('bundle', `skipped: ${bundleUnavailable}`);
+
+    const smoke: SmokeRecord[] = [];
+    const runnable = releaseHooks.smoke.filter((s) => !s.unavailable?.(ctx));
+    if (runnable.length) {
+      await p.step('smoke', async () => {
+        for (const s of runnable) {
+          const r = await s.run({ ...ctx, ...(bundle ? { bundle } : {}) });
+          smoke.push(r.record);
+          if (!r.record.passed) throw new StellaError('VERIFY_FAILED', `${s.name} failed:\n  - ${r.record.failures.join('\n  - ')}`);
+        }
+        return { value: smoke, did: runnable.map((s) => `${s.name} passed`).join(', ') };
+      });
+    } else {
+      const why = releaseHooks.smoke.map((s) => `${s.name}: ${s.unavailable?.(ctx)}`).join('; ');
+      p.skip('smoke', `skipped: ${why || 'no smoke step registered (ci/src/release/hooks.ts)'}`);
+    }
+
+    await p.step('verify', async () => {
+      const r = await verifyStep({ images, registries, trust: signing.trust }, sio);
+      return { value: r, did: `${images.images.length} images: signatures, SBOMs, provenance verified by digest` };
+    });
+    const tags = await p.step('publish', async () => {
+      const r = await publishStep({ ...publishOptions({ images, registries, trust: signing.trust, plan }), verified: true }, sio);
+      const written = r.filter((t) => t.written).length;
+      return { value: r, did: `${r.length} tags: ${written} written, ${r.length - written} unchanged` };
+    });
+
+    const record = await p.step('record', async () => {
+      const digests: DigestEntry[] = [
+        ...images.images.map((i) => ({ name: i.repository, digest: i.digest })),
+        ...support.images.map((i) => ({ name: i.repository, digest: i.digest })),
+        ...(chart ? [{ name: chart.ref.slice(0, chart.ref.lastIndexOf('@')), digest: chart.digest }] : []),
+      ];
+      const recordOf = (steps: readonly StepTiming[]): ReleaseRecord => ({
+        version: plan.version,
+        channel: plan.channel,
+        gitCommit: rev.commit,
+        sourceDateEpoch: rev.time,
+        base,
+        publicKey: publicKeyPath,
+        images: images.images.map((i) => ({ service: i.service, repository: i.repository, digest: i.digest, platforms: { ...i.platforms }, tags: [...plan.tags] })),
+        tags,
+        dirty: rev.dirty,
+        supportImages: support.images,
+        ...(chart ? { chart: { ref: chart.ref, digest: chart.digest, version: chart.version, oci: chart.oci, tag: chart.tag, package: chart.package, packageDigest: chart.packageDigest } } : {}),
+        ...(bundle ? { bundle } : {}),
+        smoke,
+        outputs: { digests: DIGESTS_FILE, checksums: CHECKSUMS_FILE, checksumsBundle: CHECKSUMS_BUNDLE },
+        steps,
+      });
+      // release.json is itself on the release page (in checksums.txt): it records the steps up to here.
+      const r = recordOf(p.steps);
+      await writeFile(join(out, 'release.json'), `${JSON.stringify(r, null, 2)}\n`);
+      await mkdir(join(out, 'docs', 'release'), { recursive: true });
+      await writeFile(join(out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(r));
+      const w = await writeReleaseOutputs({ out, digests, signer: signing.signer, trust: signing.trust });
+      return { value: r, did: `${digests.length} digests, ${w.files} files checksummed${w.resigned ? ', checksums signed' : ', checksums unchanged (not re-signed)'}` };
+    });
+    p.summary(true);
+    p.log(`release ${plan.version}: ${images.images.length} images signed, attested and tagged ${plan.tags.join(', ')}; record in ${join(out, 'release.json')}`);
+    return { ...record, steps: p.steps };
+  } catch (e) {
+    p.summary(false);
+    throw e;
+  }
 }

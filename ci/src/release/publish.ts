@@ -17,6 +17,8 @@ export interface PublishOptions extends VerifyOptions {
   readonly plan: TagPlan;
   /** Decide and report, write nothing. */
   readonly dryRun?: boolean;
+  /** The caller verified these exact digests just before (release's verify step): do not verify again. */
+  readonly verified?: boolean;
 }
 
 export interface TagResult {
@@ -29,7 +31,7 @@ export interface TagResult {
 }
 
 export async function publishStep(o: PublishOptions, io: StepIo): Promise<TagResult[]> {
-  await verifyStep(o, io);
+  if (!o.verified) await verifyStep(o, io);
   // Every decision first (a dry run of each tag): an immutable tag that points elsewhere stops here.
   const decisions: (Omit<TagResult, 'written'>)[] = [];
   for (const image of o.images.images) {

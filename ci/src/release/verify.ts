@@ -24,6 +24,8 @@ export interface VerifyOptions {
   readonly requireLegacy?: boolean;
   /** SPDX 2.3 JSON schema for full validation (default: SPDX_SCHEMA or ../shared/schemas); structural checks always run. */
   readonly spdxSchema?: string;
+  /** Each platform SBOM must list Node.js (StellaOps images; default true). False for support images. */
+  readonly requireNode?: boolean;
 }
 
 export interface ImageVerification {
@@ -81,7 +83,7 @@ export async function verifyImage(o: VerifyOptions, image: BuiltImage): Promise<
   await checkSbom(o, index, 'index', problems, checked);
   for (const m of manifests) {
     const s: Subject = { client, repo, name: `${image.repository}@${m.digest}`, descriptor: { mediaType: m.mediaType, digest: m.digest, size: m.size } };
-    await checkSbom(o, s, platformName(m.platform!), problems, checked, true);
+    await checkSbom(o, s, platformName(m.platform!), problems, checked, o.requireNode ?? true);
   }
 
   // Provenance.

@@ -11,3 +11,4 @@ export * from './sign.ts';
 export * from './legacy.ts';
 export * from './manifests.ts';
 export * from './verify.ts';
+export * from './blob.ts';

@@ -13,20 +13,25 @@
  *   7. a re-run changes nothing (same containers, same secrets, same .env);
  *   8. with --round-trip: more data (a scan import's findings, an export, a queued task run),
  *      backup.sh → reset.sh --yes → backup.sh --restore, then every table row for row, every
- *      object byte for byte, Redis's keys and NATS JetStream's streams compared.
+ *      object byte for byte, Redis's keys and NATS JetStream's streams compared;
+ *   9. with --expose-public: EXPOSE_PUBLIC=1 publishes on every address;
+ *  10. with --tls: `quickstart.sh --tls` (EXPOSE_PUBLIC=1): nginx healthy, HTTPS to the console
+ *      and the API verified against the CA quickstart.sh generated (and refused without it), the
+ *      key 0600, the TLS ports on every address, the plain-HTTP console and API on 127.0.0.1 only.
+ * The collector: a span from the API (stella-api) and a scraped /metrics line in its file exporter.
  * Returns a report; `failures` lists every check that did not hold (the function fails on any).
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runForStatus, type Exit } from '../base/exec.ts';
 import { catalog } from '../catalog/index.ts';
 import { freePort } from '../net.ts';
-import { COMPOSE_DIR, PROJECT, TLS_PORTS, imageVariable, publishedPorts } from '../compose/render.ts';
+import { COMPOSE_DIR, HTTP_PUBLISH_SERVICES, PROJECT, TLS_PORTS, publishedPorts, supportImageVariable } from '../compose/render.ts';
 import { imageRef, parseSupportLock } from '../compose/images.ts';
-import { SUPPORT_SERVICE } from '../compose/settings.ts';
 import { childPids, startFreshDaemon, type FreshDaemon } from './daemon.ts';
 import { bucketObjects } from './s3.ts';
 
@@ -44,9 +49,27 @@ export interface SmokeComposeOptions {
   readonly timeoutSeconds?: number;
   readonly roundTrip?: boolean;
   readonly exposePublic?: boolean;
+  /** Last: the tls profile (quickstart.sh --tls with EXPOSE_PUBLIC=1) and HTTPS checked against the generated CA. */
+  readonly tls?: boolean;
   /** Leave the stack and the daemon running (for debugging); prints how to reach them. */
   readonly keep?: boolean;
+  /** Called with the running, seeded stack after the re-run check, before the round trip and the teardown (e.g. the console's browser test). */
+  readonly withStack?: (stack: RunningStack) => Promise<void>;
   readonly progress?: (line: string) => void;
+}
+
+/** The running quickstart, as `withStack` gets it. */
+export interface RunningStack {
+  readonly install: string;
+  readonly consoleUrl: string;
+  readonly apiUrl: string;
+  readonly adminPassword: string;
+  /** DOCKER_HOST, COMPOSE_FILE and the port variables the stack runs with. */
+  readonly env: NodeJS.ProcessEnv;
+  /** Runs one of the install's scripts (quickstart.sh, …) with the stack's environment plus `extra`. */
+  sh(script: string, args: string[], extra?: NodeJS.ProcessEnv): Promise<Exit>;
+  /** `docker compose -p stellaops …` against the stack's daemon. */
+  compose(args: string[]): Promise<Exit>;
 }
 
 export interface TableSnapshot {
@@ -77,7 +100,9 @@ export interface SmokeReport {
   readonly roundTrip?: { readonly before: DataSnapshot; readonly after: DataSnapshot; readonly created: Record<string, unknown>; readonly backupBytes: number; readonly backupSeconds: number; readonly restoreSeconds: number };
   readonly exposedListeners?: string[];
   /** What the collector wrote: lines of metrics.jsonl naming a StellaOps scrape target, and spans from the services. */
-  telemetry?: { readonly scrapedMetrics: number; readonly spans: number; readonly spanServices: string[] };
+  telemetry?: { readonly scrapedMetrics: number; readonly spans: number; readonly spanServices: string[]; readonly apiSpans: number };
+  /** The tls profile: what the HTTPS requests answered, the listeners, the key's mode. */
+  tls?: { readonly console?: number; readonly api?: number; readonly untrustedRefused: boolean; readonly keyMode: string; readonly listeners: string[]; readonly proxy: string };
   readonly failures: string[];
 }
 
@@ -121,7 +146,7 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
   };
   if (o.supportLock) {
     const lock = parseSupportLock(JSON.parse(readFileSync(o.supportLock, 'utf8')), o.supportLock);
-    for (const [name, pin] of Object.entries(lock)) env[imageVariable(SUPPORT_SERVICE[name]!)] = imageRef(pin!);
+    for (const [name, pin] of Object.entries(lock)) env[supportImageVariable(name)] = imageRef(pin!);
   }
   const sh = (script: string, args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) => runForStatus('bash', [join(install, script), ...args], { cwd: install, env: { ...env, ...extra }, timeoutMs: (timeout + 300) * 1000, input });
   const docker = (args: string[], input?: string) => runForStatus('docker', args, { cwd: install, env, timeoutMs: 120_000, input });
@@ -129,7 +154,10 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
   // A daemon reached over TCP (a DinD service) publishes in its own network namespace: the
   // ports bind to every address there (EXPOSE_PUBLIC=1) and are reached at its host name.
   const remote = dockerHost.startsWith('tcp://') ? new URL(dockerHost.replace(/^tcp:/, 'http:')).hostname : undefined;
-  if (remote) env.EXPOSE_PUBLIC = '1';
+  if (remote) {
+    env.EXPOSE_PUBLIC = '1';
+    env.STELLA_TLS_NAMES = remote;
+  }
   const reach = remote ?? '127.0.0.1';
   const consoleUrl = `http://${reach}:${ports.STELLA_CONSOLE_PORT}/`;
   const apiUrl = `http://${reach}:${ports.STELLA_API_PORT}`;
@@ -179,10 +207,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     const states = await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--format', '{{.Label "com.docker.compose.service"}} {{.Status}}']);
     for (const l of states.stdout.trim().split('\n').filter(Boolean)) report.services[l.split(' ')[0]!] = l.slice(l.indexOf(' ') + 1);
     for (const s of catalog.services) check(/healthy/.test(report.services[s.name] ?? '') && !/unhealthy/.test(report.services[s.name] ?? ''), `${s.name} is not healthy: ${report.services[s.name] ?? 'no container'}`);
-
-    // The collector: a scraped StellaOps metric in its file exporter's output (and spans, once the services trace).
-    report.telemetry = await telemetry(docker, env);
-    check(report.telemetry.scrapedMetrics > 0, `the collector wrote no scraped StellaOps metric to /var/lib/otelcol/metrics.jsonl within 60 s`);
+    // Every support service has a real health check now (stella-probe in NATS, SeaweedFS and the collector).
+    for (const name of ['postgres', 'redis', 'object-store', 'nats', 'otel-collector']) check(/\(healthy\)/.test(report.services[name] ?? ''), `${name} has no passing health check: ${report.services[name] ?? 'no container'}`);
 
     // 4. listeners.
     report.listeners = listeners(daemon);
@@ -218,6 +244,11 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
       }
     }
 
+    // The collector: a span from the API (the requests above) and a scraped StellaOps metric, in its file exporter's output.
+    report.telemetry = await telemetry(docker, env);
+    check(report.telemetry.scrapedMetrics > 0, `the collector wrote no scraped StellaOps metric to /var/lib/otelcol/metrics.jsonl within 60 s`);
+    check(report.telemetry.apiSpans > 0, `the collector received no span from the API (stella-api) within 60 s; spans from: ${report.telemetry.spanServices.join(', ') || 'none'}`);
+
     // 7. a re-run changes nothing.
     const containers = async () => (await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--format', '{{.ID}} {{.Names}} {{.CreatedAt}}'])).stdout.trim().split('\n').sort();
     const secretsHash = () => readdirSync(join(install, '.secrets')).sort().map((f) => `${f}:${sha(readFileSync(join(install, '.secrets', f)))}`).join(',');
@@ -232,6 +263,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     check(recreated.length === 0 && c1.length === c2.length, `the second quickstart.sh recreated containers: ${recreated.join(', ')}`);
     check(report.rerun.secretsKept, 'the second quickstart.sh changed .secrets/');
     check(report.rerun.envKept, 'the second quickstart.sh changed .env');
+
+    if (o.withStack) await o.withStack({ install, consoleUrl, apiUrl, adminPassword: password, env, sh: (s, a, extra) => sh(s, a, extra), compose: (a) => compose(a) });
 
     // 8. backup → reset → restore.
     if (o.roundTrip && token) {
@@ -270,6 +303,9 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
       check(report.exposedListeners.length >= publishedPorts().length, `EXPOSE_PUBLIC=1: expected a listener per published port, got ${report.exposedListeners.join(', ')}`);
       for (const l of report.exposedListeners) check(l.startsWith('0.0.0.0:') || l.startsWith('*:') || l.startsWith('[::]:'), `EXPOSE_PUBLIC=1 but ${l} is not on every address`);
     }
+
+    // Last: the tls profile, public, with the generated CA.
+    if (o.tls) await tlsPhase({ sh, docker, install, reach, ports, daemon, check, report });
     return report;
   } finally {
     if (o.keep) {
@@ -280,6 +316,74 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
       if (!o.workDir) rmSync(work, { recursive: true, force: true });
     }
   }
+}
+
+interface TlsPhase {
+  readonly sh: (script: string, args: string[], extra?: NodeJS.ProcessEnv) => Promise<Exit>;
+  readonly docker: (args: string[]) => Promise<Exit>;
+  readonly install: string;
+  readonly reach: string;
+  readonly ports: Record<string, number>;
+  readonly daemon: FreshDaemon | undefined;
+  readonly check: (ok: boolean, what: string) => boolean;
+  readonly report: { tls?: SmokeReport['tls'] };
+}
+
+/** quickstart.sh --tls with EXPOSE_PUBLIC=1, then HTTPS through nginx verified against .secrets/tls-ca.pem. */
+async function tlsPhase(t: TlsPhase): Promise<void> {
+  const { check } = t;
+  const r = await t.sh('quickstart.sh', ['--tls'], { EXPOSE_PUBLIC: '1' });
+  if (!check(r.status === 0, `quickstart.sh --tls failed (exit ${r.status}): ${r.stderr.trim().split('\n').slice(-15).join('\n')}`)) return;
+  const secrets = join(t.install, '.secrets');
+  const keyFile = join(secrets, 'tls-key.pem');
+  const caFile = join(secrets, 'tls-ca.pem');
+  if (!check(existsSync(keyFile) && existsSync(caFile) && existsSync(join(secrets, 'tls-cert.pem')), 'quickstart.sh --tls did not write .secrets/tls-cert.pem, tls-key.pem and tls-ca.pem')) return;
+  const keyMode = (statSync(keyFile).mode & 0o777).toString(8).padStart(4, '0');
+  check(keyMode === '0600', `.secrets/tls-key.pem has mode ${keyMode} (expected 0600)`);
+  check(!existsSync(join(secrets, 'tls-ca-key.pem')), 'the generated CA\'s private key was left in .secrets/');
+  const ca = readFileSync(caFile);
+  const proxy = (await t.docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--filter', 'label=com.docker.compose.service=tls-proxy', '--format', '{{.Status}}'])).stdout.trim();
+  check(/\(healthy\)/.test(proxy), `tls-proxy is not healthy: ${proxy || 'no container'}`);
+  const consoleUrl = `https://${t.reach}:${t.ports.STELLA_TLS_CONSOLE_PORT}/`;
+  const apiUrl = `https://${t.reach}:${t.ports.STELLA_TLS_API_PORT}/health/readiness`;
+  const c = await httpsGet(consoleUrl, ca).catch((e: Error) => e);
+  const a = await httpsGet(apiUrl, ca).catch((e: Error) => e);
+  check(!(c instanceof Error) && c.status === 200, `GET ${consoleUrl} (CA .secrets/tls-ca.pem): ${c instanceof Error ? c.message : `HTTP ${c.status}`}`);
+  check(!(a instanceof Error) && a.status === 200 && /"status"/.test(a.body), `GET ${apiUrl} (CA .secrets/tls-ca.pem): ${a instanceof Error ? a.message : `HTTP ${a.status} ${a.body.slice(0, 200)}`}`);
+  // Without the CA the same request must fail verification (the check above is a real one).
+  const untrusted = await httpsGet(consoleUrl, undefined).then(
+    () => false,
+    (e: Error & { code?: string }) => /SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY|CERT/.test(`${e.code ?? ''} ${e.message}`),
+  );
+  check(untrusted, `GET ${consoleUrl} without the CA was not refused as untrusted`);
+  const ls = listeners(t.daemon);
+  if (t.daemon) {
+    const byPort = new Map(ls.map((l) => [Number(l.slice(l.lastIndexOf(':') + 1)), l]));
+    for (const p of TLS_PORTS) {
+      const l = byPort.get(t.ports[p.variable]!);
+      check(!!l && /^(0\.0\.0\.0|\*|\[::\]):/.test(l), `tls profile with EXPOSE_PUBLIC=1: ${p.variable} should listen on every address, got ${l ?? 'no listener'}`);
+    }
+    for (const p of publishedPorts().filter((x) => HTTP_PUBLISH_SERVICES.includes(x.service))) {
+      const l = byPort.get(t.ports[p.variable]!);
+      check(!!l && l.startsWith('127.0.0.1:'), `tls profile with EXPOSE_PUBLIC=1: the plain-HTTP ${p.service} port should stay on 127.0.0.1, got ${l ?? 'no listener'}`);
+    }
+  }
+  t.report.tls = { ...(c instanceof Error ? {} : { console: c.status }), ...(a instanceof Error ? {} : { api: a.status }), untrustedRefused: untrusted, keyMode, listeners: ls, proxy };
+}
+
+/** GET over HTTPS, verifying the server against `ca` (undefined: Node's default roots). */
+function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    const req = httpsRequest(url, { method: 'GET', ...(ca ? { ca } : {}), rejectUnauthorized: true, timeout: 10_000 }, (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (d: Buffer) => chunks.push(d));
+      r.on('end', () => res({ status: r.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      r.on('error', rej);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer in 10 s`)));
+    req.on('error', rej);
+    req.end();
+  });
 }
 
 /** One file out of a container (docker cp gives a tar: one header, then the bytes). */
@@ -296,16 +400,18 @@ async function fileFromContainer(env: NodeJS.ProcessEnv, container: string, path
   return r.subarray(512, 512 + size).toString('utf8');
 }
 
-async function telemetry(docker: (args: string[]) => Promise<Exit>, env: NodeJS.ProcessEnv): Promise<{ scrapedMetrics: number; spans: number; spanServices: string[] }> {
+async function telemetry(docker: (args: string[]) => Promise<Exit>, env: NodeJS.ProcessEnv): Promise<{ scrapedMetrics: number; spans: number; spanServices: string[]; apiSpans: number }> {
   const id = (await docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${PROJECT}`, '--filter', 'label=com.docker.compose.service=otel-collector'])).stdout.trim();
   const targets = catalog.services.map((s) => `${s.name}:${s.http.port}`);
-  let out = { scrapedMetrics: 0, spans: 0, spanServices: [] as string[] };
+  let out = { scrapedMetrics: 0, spans: 0, spanServices: [] as string[], apiSpans: 0 };
   for (let i = 0; i < 30 && id; i++) {
     const metrics = await fileFromContainer(env, id, '/var/lib/otelcol/metrics.jsonl');
     const traces = await fileFromContainer(env, id, '/var/lib/otelcol/traces.jsonl');
     const services = new Set([...traces.matchAll(/"service\.name","value":\{"stringValue":"([^"]+)"/g)].map((m) => m[1]!));
-    out = { scrapedMetrics: metrics.split('\n').filter((l) => targets.some((t) => l.includes(t))).length, spans: (traces.match(/"spanId"/g) ?? []).length, spanServices: [...services].sort() };
-    if (out.scrapedMetrics > 0) break;
+    // Spans of the API: the resourceSpans lines (one OTLP export each) whose resource is stella-api.
+    const apiSpans = traces.split('\n').filter((l) => l.includes('"service.name","value":{"stringValue":"stella-api"}')).reduce((n, l) => n + (l.match(/"spanId"/g) ?? []).length, 0);
+    out = { scrapedMetrics: metrics.split('\n').filter((l) => targets.some((t) => l.includes(t))).length, spans: (traces.match(/"spanId"/g) ?? []).length, spanServices: [...services].sort(), apiSpans };
+    if (out.scrapedMetrics > 0 && out.apiSpans > 0) break;
     await sleep(2000);
   }
   return out;

@@ -2,7 +2,7 @@
 import { StellaError } from '../errors.ts';
 import { smokeCompose } from './compose.ts';
 
-export { smokeCompose, snapshot, compareSnapshots, type SmokeComposeOptions, type SmokeReport, type DataSnapshot } from './compose.ts';
+export { smokeCompose, snapshot, compareSnapshots, type SmokeComposeOptions, type SmokeReport, type DataSnapshot, type RunningStack } from './compose.ts';
 export { startFreshDaemon, forwardRule, type FreshDaemon } from './daemon.ts';
 
 type A = Readonly<Record<string, string | boolean | number | undefined>>;
@@ -20,6 +20,7 @@ export async function smokeComposeFn(a: A, io: { readonly source: string; progre
     ...(typeof a.timeout === 'number' ? { timeoutSeconds: a.timeout } : {}),
     roundTrip: a.roundTrip === true,
     exposePublic: a.exposePublic === true,
+    tls: a.tls === true,
     progress: io.progress,
   });
   const text = JSON.stringify(report, null, 2);

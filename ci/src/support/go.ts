@@ -115,7 +115,9 @@ export async function goBinaryCachePath(source: string, bin: GoBinary, platform:
   const goMod = await readFile(join(moduleDir, 'go.mod'));
   const goSum = await readFile(join(moduleDir, 'go.sum'));
   const arch = BASE_PLATFORMS[platform].ociArch;
-  const key = sha256(JSON.stringify([sha256(goMod), sha256(goSum), bin.pkg, GO_LDFLAGS, '-trimpath', GO_TOOLCHAIN, 'CGO_ENABLED=0'])).slice(0, 16);
+  // Our own modules' sources count too (bin.sources); the wrapper modules' key stays go.mod + go.sum.
+  const sources = await Promise.all((bin.sources ?? []).map(async (f) => `${f}:${sha256(await readFile(join(moduleDir, f)))}`));
+  const key = sha256(JSON.stringify([sha256(goMod), sha256(goSum), bin.pkg, GO_LDFLAGS, '-trimpath', GO_TOOLCHAIN, 'CGO_ENABLED=0', ...sources])).slice(0, 16);
   const dir = join(cacheDir, 'go', bin.id, key);
   return { dir, file: join(dir, `${bin.id}-linux-${arch}`), moduleDir, arch };
 }

@@ -19,7 +19,7 @@ import { MediaType, type Descriptor, type ImageManifest, type PlatformName } fro
 import { readOsPackagesFromRootfs } from '../sbom/dpkg.ts';
 import type { OsPackage } from '../sbom/types.ts';
 import type { BuiltGoBinary } from './go.ts';
-import type { SupportRecipe } from './recipes.ts';
+import type { GoBinary, SupportRecipe } from './recipes.ts';
 
 /** Dropped from unpacked packages (what the Node base drops). */
 const PRUNE = [
@@ -45,7 +45,8 @@ export interface AssembleOptions {
   readonly recipe: SupportRecipe;
   readonly platform: PlatformName;
   readonly debs: readonly { readonly path: string; readonly locked: LockedDeb }[];
-  readonly go?: BuiltGoBinary;
+  /** The Go binaries (the recipe's own, then the probe), built for this platform. */
+  readonly go?: readonly { readonly binary: GoBinary; readonly built: BuiltGoBinary }[];
   readonly version: string;
   readonly upstream: string;
   readonly sourceDateEpoch: number;
@@ -82,10 +83,11 @@ export async function assemblePlatformImage(o: AssembleOptions): Promise<Platfor
       await writeFile(p, f.content);
       await chmod(p, f.mode ?? 0o644);
     }
-    if (o.go) {
-      const p = join(root, o.go ? recipe.go!.pathInImage.replace(/^\//, '') : '');
+    const gos = o.go ?? [];
+    for (const g of gos) {
+      const p = join(root, g.binary.pathInImage.replace(/^\//, ''));
       await mkdir(dirname(p), { recursive: true });
-      await copyFile(o.go.file, p);
+      await copyFile(g.built.file, p);
       await chmod(p, 0o755);
     }
     const vol = recipe.volume.replace(/^\//, '');
@@ -116,7 +118,7 @@ export async function assemblePlatformImage(o: AssembleOptions): Promise<Platfor
       ...(recipe.scratch ? { 'dev.stellaops.support.scratch': `${recipe.scratch.path}: ${recipe.scratch.why}` } : {}),
       'dev.stellaops.support.shell': recipe.shell ?? 'none',
       ...(o.debs.length > 0 ? { 'dev.stellaops.support.debian': 'bookworm' } : {}),
-      ...(recipe.go ? { 'dev.stellaops.support.go-module': `${recipe.go.upstreamModule}@${recipe.go.upstreamVersion}`, 'dev.stellaops.support.go': o.go!.info.goVersion } : {}),
+      ...(gos.length ? { 'dev.stellaops.support.go-module': gos.map((g) => `${g.binary.upstreamModule}@${g.binary.upstreamVersion}`).join(' '), 'dev.stellaops.support.go': gos[0]!.built.info.goVersion } : {}),
     };
     const config = {
       created,
@@ -138,7 +140,7 @@ export async function assemblePlatformImage(o: AssembleOptions): Promise<Platfor
       history: [
         {
           created,
-          created_by: `stella support-images: ${o.debs.length > 0 ? `debian bookworm (${o.debs.map((d) => `${d.locked.package}=${d.locked.version}`).join(' ')})` : 'debian bookworm (none)'}${recipe.go ? ` + ${recipe.go.upstreamModule}@${recipe.go.upstreamVersion} (${o.go!.info.goVersion}, CGO_ENABLED=0, -trimpath)` : ''}`,
+          created_by: `stella support-images: ${o.debs.length > 0 ? `debian bookworm (${o.debs.map((d) => `${d.locked.package}=${d.locked.version}`).join(' ')})` : 'debian bookworm (none)'}${gos.map((g) => ` + ${g.binary.upstreamModule}@${g.binary.upstreamVersion} (${g.built.info.goVersion}, CGO_ENABLED=0, -trimpath)`).join('')}`,
           comment: 'buildSupportImages (ci/src/support)',
         },
       ],

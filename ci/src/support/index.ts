@@ -1,7 +1,10 @@
 /**
  * The `support-images` step: the support services of the catalog (PostgreSQL,
  * Redis, the S3-compatible object store, NATS with JetStream, the
- * OpenTelemetry collector) as images the product can pin by digest.
+ * OpenTelemetry collector), plus nginx for the Compose quickstart's tls
+ * profile, as images the product can pin by digest. NATS, SeaweedFS, the
+ * collector and nginx carry /usr/bin/stella-probe (tools/probe) for their
+ * health checks (they have no shell or HTTP client).
  *
  * Two modes, one output, `deploy/support-images.lock.json` (generated):
  *
@@ -22,7 +25,6 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StellaError } from '../errors.ts';
 import { catalog } from '../catalog/index.ts';
-import { SUPPORT_NAMES, type SupportName } from '../catalog/types.ts';
 import { OciLayout } from '../oci/layout.ts';
 import { MediaType, PLATFORMS, type ImageIndex, type PlatformName } from '../oci/types.ts';
 import { RegistryClient, assertRegistryHost, assertRepository, pushLayout, type RegistryClientOptions } from '../registry/index.ts';
@@ -32,10 +34,10 @@ import type { SpdxDocument } from '../sbom/types.ts';
 import { buildGoBinary, goSumDigest, GO_TOOLCHAIN, type BuiltGoBinary } from './go.ts';
 import { assemblePlatformImage, type PlatformImage } from './image.ts';
 import { COMMITTED_INPUTS_LOCK, INPUTS_LOCK_COMMENT, defaultSupportCacheDir, fetchSupportDebs, readInputsLock, writeInputsLock, type InputsLock, type LockedGo } from './inputs.ts';
-import { RECIPES } from './recipes.ts';
+import { RECIPES, SUPPORT_IMAGE_NAMES, goBinariesOf, type SupportImageName, type SupportRecipe } from './recipes.ts';
 import { supportImageSbom, supportIndexSbom } from './sbom.ts';
 
-export { RECIPES, type SupportRecipe } from './recipes.ts';
+export { RECIPES, SUPPORT_IMAGE_NAMES, PROBE, PROBE_HEALTHCHECKS, goBinariesOf, type SupportRecipe, type SupportImageName } from './recipes.ts';
 export { parseGoVersionM, readGoBuildInfo } from './go.ts';
 export { readInputsLock, COMMITTED_INPUTS_LOCK } from './inputs.ts';
 
@@ -69,13 +71,13 @@ export interface SupportLock {
   readonly mode: 'built' | 'resolved';
   readonly sourceDateEpoch?: number;
   readonly platforms: readonly PlatformName[];
-  readonly images: Partial<Record<SupportName, SupportLockImage>>;
+  readonly images: Partial<Record<SupportImageName, SupportLockImage>>;
 }
 
 export interface BuildSupportImagesOptions {
   /** The repository checkout (tools/ holds the Go wrapper modules). Default: this checkout. */
   readonly source?: string;
-  /** Support services; default all five, in catalog order. */
+  /** Support images; default all (the catalog's five, in catalog order, then nginx). */
   readonly names?: readonly string[];
   /** Push every index by digest to `<registry>/<namespace>/support-<name>`. */
   readonly push?: { readonly registry: string; readonly namespace: string };
@@ -98,7 +100,7 @@ export interface BuildSupportImagesOptions {
 }
 
 export interface BuiltSupportImage {
-  readonly name: SupportName;
+  readonly name: SupportImageName;
   readonly repository: string;
   readonly digest: string;
   readonly platforms: Partial<Record<PlatformName, string>>;
@@ -116,19 +118,22 @@ export interface BuildSupportImagesResult {
   readonly images: readonly BuiltSupportImage[];
 }
 
-function selectNames(names: readonly string[] | undefined): SupportName[] {
-  if (names === undefined) return [...SUPPORT_NAMES];
-  if (names.length === 0) throw new StellaError('INVALID_ARGUMENT', 'support-images: names is empty (omit it for all five)');
+function selectNames(names: readonly string[] | undefined): SupportImageName[] {
+  if (names === undefined) return [...SUPPORT_IMAGE_NAMES];
+  if (names.length === 0) throw new StellaError('INVALID_ARGUMENT', 'support-images: names is empty (omit it for all of them)');
   for (const n of names) {
-    if (!(SUPPORT_NAMES as readonly string[]).includes(n)) throw new StellaError('INVALID_ARGUMENT', `support-images: "${n}" is not a support service (expected one of ${SUPPORT_NAMES.join(', ')})`);
+    if (!(SUPPORT_IMAGE_NAMES as readonly string[]).includes(n)) throw new StellaError('INVALID_ARGUMENT', `support-images: "${n}" is not a support image (expected one of ${SUPPORT_IMAGE_NAMES.join(', ')})`);
   }
-  return SUPPORT_NAMES.filter((n) => names.includes(n));
+  return SUPPORT_IMAGE_NAMES.filter((n) => names.includes(n));
 }
 
-function upstreamOf(name: SupportName): string {
+/** The upstream image a support image stands in for: the catalog's, or the recipe's (nginx). */
+export function upstreamOf(name: SupportImageName): string {
   const s = catalog.support.find((x) => x.name === name);
-  if (!s) throw new StellaError('CATALOG_INVALID', `catalog has no support service ${name}`);
-  return s.upstreamImage;
+  if (s) return s.upstreamImage;
+  const r = RECIPES[name]?.upstream;
+  if (!r) throw new StellaError('CATALOG_INVALID', `catalog has no support service ${name} and its recipe names no upstream image`);
+  return r;
 }
 
 function defaultEpoch(given: number | undefined): number {
@@ -173,7 +178,7 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
   const layout = await OciLayout.init(layoutDir);
   const client = o.push ? new RegistryClient({ ...o.registryOptions, registry: o.push.registry }) : undefined;
   const images: BuiltSupportImage[] = [];
-  const lockImages: Partial<Record<SupportName, SupportLockImage>> = {};
+  const lockImages: Partial<Record<SupportImageName, SupportLockImage>> = {};
 
   for (const name of names) {
     const recipe = RECIPES[name];
@@ -181,29 +186,30 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
     const t0 = performance.now();
     const compiled: string[] = [];
     const built: PlatformImage[] = [];
-    const goBins: Partial<Record<PlatformName, BuiltGoBinary>> = {};
+    const goBins: Partial<Record<PlatformName, { binary: NonNullable<SupportRecipe['go']>; built: BuiltGoBinary }[]>> = {};
     let version = '';
     for (const platform of PLATFORMS) {
       const debs = await fetchSupportDebs(name, platform, { cacheDir, lock: inputs, updateLock: update, ...(o.sourcesFile ? { sourcesFile: o.sourcesFile } : {}), log: progress });
       newDebs[name] = { ...(newDebs[name] ?? {}), [platform]: debs.locked };
-      let go: BuiltGoBinary | undefined;
-      if (recipe.go) {
-        go = await buildGoBinary(source, recipe.go, platform, cacheDir, progress);
-        if (go.compiled) compiled.push(`${recipe.go.id} ${platform}`);
-        const goSum = await goSumDigest(source, recipe.go);
-        const lockedGo = inputs?.go[recipe.go.id];
+      const gos: { binary: NonNullable<SupportRecipe['go']>; built: BuiltGoBinary }[] = [];
+      for (const binary of goBinariesOf(recipe)) {
+        const go = await buildGoBinary(source, binary, platform, cacheDir, progress);
+        if (go.compiled) compiled.push(`${binary.id} ${platform}`);
+        const goSum = await goSumDigest(source, binary);
+        const lockedGo = inputs?.go[binary.id];
         const want = lockedGo?.binaries[platform];
         if (!update) {
-          if (!lockedGo || !want) throw new StellaError('LOCK_MISMATCH', `support inputs lock has no ${recipe.go.id} ${platform} binary: add it deliberately with updateLock (--update-lock)`);
-          if (lockedGo.goSum !== goSum) throw new StellaError('LOCK_MISMATCH', `${recipe.go.moduleDir}/go.sum changed (sha256 ${goSum}, the lock says ${lockedGo.goSum}): refresh the lock with --update-lock`);
+          if (!lockedGo || !want) throw new StellaError('LOCK_MISMATCH', `support inputs lock has no ${binary.id} ${platform} binary: add it deliberately with updateLock (--update-lock)`);
+          if (lockedGo.goSum !== goSum) throw new StellaError('LOCK_MISMATCH', `${binary.moduleDir}/go.sum changed (sha256 ${goSum}, the lock says ${lockedGo.goSum}): refresh the lock with --update-lock`);
           if (want.sha256 !== go.sha256) {
-            throw new StellaError('LOCK_MISMATCH', `${recipe.go.id} ${platform}: the build is not the locked binary (sha256 ${go.sha256}, expected ${want.sha256}); the Go build is not reproducible here (toolchain ${go.info.goVersion}, expected ${lockedGo.goVersion}?)`);
+            throw new StellaError('LOCK_MISMATCH', `${binary.id} ${platform}: the build is not the locked binary (sha256 ${go.sha256}, expected ${want.sha256}); the Go build is not reproducible here (toolchain ${go.info.goVersion}, expected ${lockedGo.goVersion}?), or ${binary.moduleDir} changed: refresh the lock with --update-lock`);
           }
         }
-        const prev = newGo[recipe.go.id];
-        newGo[recipe.go.id] = { goSum, goVersion: go.info.goVersion, binaries: { ...(update && prev?.goSum !== goSum ? {} : (prev?.binaries ?? {})), [platform]: { sha256: go.sha256, size: go.size } } };
-        goBins[platform] = go;
+        const prev = newGo[binary.id];
+        newGo[binary.id] = { goSum, goVersion: go.info.goVersion, binaries: { ...(update && prev?.goSum !== goSum ? {} : (prev?.binaries ?? {})), [platform]: { sha256: go.sha256, size: go.size } } };
+        gos.push({ binary, built: go });
       }
+      goBins[platform] = gos;
       if ('deb' in recipe.versionFrom) {
         const pkg = recipe.versionFrom.deb;
         const d = debs.locked.find((x) => x.package === pkg);
@@ -215,7 +221,7 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
           recipe,
           platform,
           debs: debs.locked.map((l, i) => ({ locked: l, path: debs.paths[i]! })),
-          ...(go ? { go } : {}),
+          go: gos,
           version,
           upstream,
           sourceDateEpoch: epoch,
@@ -236,7 +242,7 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
     // SBOMs: per platform, then the index.
     const platformSboms: Partial<Record<PlatformName, SpdxDocument>> = {};
     for (const b of built) {
-      const go = goBins[b.platform];
+      const gos = goBins[b.platform] ?? [];
       const doc = supportImageSbom({
         image: recipe.image,
         title: recipe.title,
@@ -244,7 +250,7 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
         platform: b.platform,
         manifestDigest: b.manifest.digest,
         osPackages: b.osPackages,
-        ...(go && recipe.go ? { go: { binary: recipe.go, info: go.info, sha256: go.sha256 } } : {}),
+        go: gos.map((g) => ({ binary: g.binary, info: g.built.info, sha256: g.built.sha256 })),
         created: epoch,
       });
       validateSpdx(doc, { what: `SBOM of ${recipe.image} ${b.platform}` });
@@ -264,9 +270,10 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
     }
     const platforms = Object.fromEntries(built.map((b) => [b.platform, b.manifest.digest])) as Partial<Record<PlatformName, string>>;
     progress(`${recipe.image}: index ${indexDesc.digest} [${built.map((b) => `${b.platform} ${b.manifest.digest} layer ${b.layer.size} bytes`).join('; ')}] in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+    const goDesc = goBinariesOf(recipe).map((g) => `${g.upstreamModule}@${g.upstreamVersion} (${g.moduleDir}, ${GO_TOOLCHAIN}, CGO_ENABLED=0 -trimpath)`).join(' + ');
     const inputsDesc = recipe.go
-      ? `${recipe.go.upstreamModule}@${recipe.go.upstreamVersion} (${recipe.go.moduleDir}, ${GO_TOOLCHAIN}, CGO_ENABLED=0 -trimpath) + debian bookworm base-files netbase tzdata ca-certificates`
-      : `debian bookworm ${recipe.debs.join(' ')} (closure in ci/src/support/inputs.lock.json)`;
+      ? `${goDesc} + debian bookworm base-files netbase tzdata ca-certificates`
+      : `debian bookworm ${recipe.debs.join(' ')} (closure in ci/src/support/inputs.lock.json)${goDesc ? ` + ${goDesc}` : ''}`;
     lockImages[name] = {
       upstream,
       repository,
@@ -289,9 +296,9 @@ export async function buildSupportImages(o: BuildSupportImagesOptions = {}): Pro
   // The lock keeps the entries of services not built by this call.
   const lockFile = o.lockFile === false ? undefined : (o.lockFile ?? SUPPORT_LOCK_FILE);
   let previous: SupportLock | undefined;
-  if (lockFile && names.length < SUPPORT_NAMES.length) previous = await readSupportLock(lockFile).catch(() => undefined);
-  const merged: Partial<Record<SupportName, SupportLockImage>> = {};
-  for (const n of SUPPORT_NAMES) {
+  if (lockFile && names.length < SUPPORT_IMAGE_NAMES.length) previous = await readSupportLock(lockFile).catch(() => undefined);
+  const merged: Partial<Record<SupportImageName, SupportLockImage>> = {};
+  for (const n of SUPPORT_IMAGE_NAMES) {
     const e = lockImages[n] ?? previous?.images[n];
     if (e) merged[n] = e;
   }

@@ -5,7 +5,15 @@
  * entrypoint, ports). The catalog (ci/src/catalog) names the upstream image
  * each one stands in for; the upstream default is the same software.
  */
-import type { SupportName } from '../catalog/types.ts';
+import { SUPPORT_NAMES } from '../catalog/types.ts';
+
+/**
+ * The images `support-images` builds: the catalog's support services, plus nginx, the Compose
+ * quickstart's TLS sidecar (the `tls` profile). nginx is not a catalog support service: no
+ * StellaOps service depends on it and the chart terminates TLS at its ingress.
+ */
+export const SUPPORT_IMAGE_NAMES = [...SUPPORT_NAMES, 'nginx'] as const;
+export type SupportImageName = (typeof SUPPORT_IMAGE_NAMES)[number];
 
 /** Debian suite every Debian-based support image is built from. */
 export const SUPPORT_DEBIAN = { id: 'debian', versionId: '12', codename: 'bookworm' } as const;
@@ -23,11 +31,13 @@ export const EXCLUDED_DEBS: readonly string[] = [
   'sensible-utils', 'postgresql-common', 'postgresql-client-common', 'ssl-cert', 'locales', 'locales-all',
   'perl', 'perl-base', 'perl-modules-5.36', 'libllvm14', 'passwd', 'login', 'systemd', 'systemd-sysv', 'coreutils',
   'ucf', 'logrotate', 'cron', 'lsb-release', 'procps', 'openssl', 'libc-bin', 'mawk', 'gawk', 'sed', 'grep', 'util-linux',
+  // nginx's Depends (its init script's `ip`); nothing in the image runs it.
+  'iproute2',
 ];
 
 export interface GoBinary {
   /** Key in the inputs lock and the cache. */
-  readonly id: 'seaweedfs' | 'otelcol';
+  readonly id: 'seaweedfs' | 'otelcol' | 'probe';
   /** The module that is built (a wrapper module under tools/). */
   readonly moduleDir: string;
   /** Package to build, relative to moduleDir's module (`.` or an import path). */
@@ -41,10 +51,30 @@ export interface GoBinary {
   readonly version: string;
   readonly license: string;
   readonly homepage: string;
+  /** Source files of moduleDir that are part of the cache key besides go.mod and go.sum (our own modules' main.go). */
+  readonly sources?: readonly string[];
 }
 
+/**
+ * stella-probe (tools/probe, our own, standard library only): the health check of the images
+ * that have no shell or HTTP client (NATS, SeaweedFS, the collector, nginx). `stella-probe URL...`
+ * exits 0 when every http:// URL answers 2xx and every tcp://host:port accepts.
+ */
+export const PROBE: GoBinary = {
+  id: 'probe',
+  moduleDir: 'tools/probe',
+  pkg: '.',
+  pathInImage: '/usr/bin/stella-probe',
+  upstreamModule: 'stellaops.dev/tools/probe',
+  upstreamVersion: 'v1.0.0',
+  version: '1.0.0',
+  license: 'Apache-2.0',
+  homepage: 'https://github.com/stellaops/stellaops/tree/main/tools/probe',
+  sources: ['main.go'],
+};
+
 export interface SupportRecipe {
-  readonly name: SupportName;
+  readonly name: SupportImageName;
   /** Repository name below the namespace. */
   readonly image: string;
   readonly title: string;
@@ -52,6 +82,10 @@ export interface SupportRecipe {
   /** Root Debian packages (their Depends/Pre-Depends closure is installed), besides COMMON_DEBS. */
   readonly debs: readonly string[];
   readonly go?: GoBinary;
+  /** Whether /usr/bin/stella-probe (PROBE) is in the image: its health check's probe. */
+  readonly probe?: boolean;
+  /** The upstream image it stands in for, when it is not a catalog support service (nginx). */
+  readonly upstream?: string;
   /** The fixed runtime user (uid = gid). */
   readonly user: { readonly name: string; readonly uid: number; readonly home: string };
   /** The only writable path (an image volume, owned by the user). */
@@ -196,7 +230,63 @@ export const SEAWEEDFS_VERSION = '4.53';
 export const SEAWEEDFS_MODULE_VERSION = 'v0.0.0-20261109003541-7506e5f91cd6';
 export const OTELCOL_VERSION = '0.165.0';
 
-export const RECIPES: Readonly<Record<SupportName, SupportRecipe>> = {
+/** The Go binaries of an image: its own (recipe.go), then the probe. */
+export function goBinariesOf(recipe: SupportRecipe): GoBinary[] {
+  return [...(recipe.go ? [recipe.go] : []), ...(recipe.probe ? [PROBE] : [])];
+}
+
+/** The image's default nginx configuration (compose mounts its own, deploy/compose/tls/nginx.conf). */
+export const NGINX_CONF = `# StellaOps support image: default nginx configuration. Non-root (uid 101), read-only root:
+# the pid and temporary files go to /tmp and /var/lib/nginx (the volume). A health endpoint on
+# 127.0.0.1:8099/healthz (stella-probe checks it); mount your own configuration over this file,
+# keeping that server block, the pid and the temp paths. Started with -e stderr -g 'daemon off;':
+# no daemon or error_log directive needed.
+worker_processes auto;
+pid /tmp/nginx.pid;
+
+events {
+  worker_connections 512;
+}
+
+http {
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  access_log /dev/stdout;
+  server_tokens off;
+  client_body_temp_path /var/lib/nginx/body;
+  proxy_temp_path /var/lib/nginx/proxy;
+  fastcgi_temp_path /var/lib/nginx/fastcgi;
+  uwsgi_temp_path /var/lib/nginx/uwsgi;
+  scgi_temp_path /var/lib/nginx/scgi;
+
+  server {
+    listen 127.0.0.1:8099;
+    access_log off;
+    location = /healthz {
+      return 200 "ok\\n";
+    }
+  }
+
+  server {
+    listen 8080;
+    root /usr/share/nginx/html;
+  }
+}
+`;
+
+/** Exec-form health checks of the images without pg_isready/redis-cli: stella-probe on their own health endpoints. */
+export const PROBE_HEALTHCHECKS = {
+  /** NATS's monitoring port: /healthz answers 200 once the server (and JetStream) is up. */
+  queue: ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:8222/healthz'],
+  /** SeaweedFS: the S3 gateway's /healthz and the filer's (the filer store answers). */
+  'object-store': ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:9000/healthz', 'http://127.0.0.1:8888/healthz'],
+  /** The collector's health_check extension (13133). */
+  'otel-collector': ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:13133/'],
+  /** nginx's health server (NGINX_CONF, deploy/compose/tls/nginx.conf). */
+  nginx: ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:8099/healthz'],
+} as const satisfies Partial<Record<SupportImageName, readonly string[]>>;
+
+export const RECIPES: Readonly<Record<SupportImageName, SupportRecipe>> = {
   postgres: {
     name: 'postgres',
     image: 'support-postgres',
@@ -252,6 +342,8 @@ export const RECIPES: Readonly<Record<SupportName, SupportRecipe>> = {
     env: [PATH_ENV],
     exposedPorts: [4222, 8222],
     workingDir: '/data',
+    probe: true,
+    healthcheck: PROBE_HEALTHCHECKS.queue,
     files: [],
     prune: ['etc/init.d', 'lib/systemd', 'usr/lib/systemd', 'etc/default'],
     versionFrom: { deb: 'nats-server' },
@@ -284,6 +376,8 @@ export const RECIPES: Readonly<Record<SupportName, SupportRecipe>> = {
     env: [PATH_ENV],
     exposedPorts: [9000],
     workingDir: '/data',
+    probe: true,
+    healthcheck: PROBE_HEALTHCHECKS['object-store'],
     files: [],
     prune: [],
     versionFrom: { go: true },
@@ -314,9 +408,35 @@ export const RECIPES: Readonly<Record<SupportName, SupportRecipe>> = {
     env: [PATH_ENV],
     exposedPorts: [4317, 4318, 13133],
     workingDir: '/var/lib/otelcol',
+    probe: true,
+    healthcheck: PROBE_HEALTHCHECKS['otel-collector'],
     files: [{ path: '/etc/otelcol/config.yaml', content: OTELCOL_CONFIG }],
     prune: [],
     versionFrom: { go: true },
     licenses: 'Apache-2.0',
+  },
+  nginx: {
+    name: 'nginx',
+    image: 'support-nginx',
+    title: 'nginx 1.22 (TLS sidecar)',
+    description: "nginx from Debian 12's nginx and nginx-common, non-root (uid 101) on a read-only root, for the Compose quickstart's tls profile; no shell",
+    upstream: 'docker.io/library/nginx:1.22.1',
+    debs: ['nginx'],
+    probe: true,
+    user: { name: 'nginx', uid: 101, home: '/var/lib/nginx' },
+    volume: '/var/lib/nginx',
+    volumeMode: 0o750,
+    scratch: { path: '/tmp', why: 'nginx writes its pid file there (the root filesystem is read-only); mount a tmpfs/emptyDir there' },
+    entrypoint: ['/usr/sbin/nginx', '-e', 'stderr', '-g', 'daemon off;'],
+    cmd: ['-c', '/etc/nginx/nginx.conf'],
+    env: [PATH_ENV],
+    exposedPorts: [8080, 8443, 8444],
+    workingDir: '/var/lib/nginx',
+    stopSignal: 'SIGQUIT',
+    healthcheck: PROBE_HEALTHCHECKS.nginx,
+    files: [{ path: '/etc/nginx/nginx.conf', content: NGINX_CONF }],
+    prune: ['etc/nginx/sites-available', 'etc/nginx/sites-enabled', 'etc/nginx/modules-enabled', 'etc/nginx/modules-available', 'etc/nginx/snippets', 'etc/init.d', 'etc/logrotate.d', 'etc/ufw', 'etc/default', 'lib/systemd', 'usr/lib/systemd', 'var/www', 'usr/share/nginx/modules-available'],
+    versionFrom: { deb: 'nginx' },
+    licenses: 'BSD-2-Clause',
   },
 };

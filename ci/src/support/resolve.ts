@@ -10,11 +10,11 @@
  * digests are the same wherever the content is.
  */
 import { StellaError } from '../errors.ts';
-import { catalog } from '../catalog/index.ts';
-import { SUPPORT_NAMES, type SupportName } from '../catalog/types.ts';
+import { SUPPORT_NAMES } from '../catalog/types.ts';
+import { SUPPORT_IMAGE_NAMES, type SupportImageName } from './recipes.ts';
 import { MediaType, PLATFORMS, assertDigest, type ImageIndex, type PlatformName } from '../oci/types.ts';
 import { RegistryClient, assertRegistryHost, assertRepository, assertReference, type RegistryClientOptions } from '../registry/index.ts';
-import { SUPPORT_LOCK_FILE, SUPPORT_LOCK_GENERATED_BY, writeSupportLock, type SupportLock, type SupportLockImage } from './index.ts';
+import { SUPPORT_LOCK_FILE, SUPPORT_LOCK_GENERATED_BY, upstreamOf, writeSupportLock, type SupportLock, type SupportLockImage } from './index.ts';
 
 export interface ImageReference {
   /** The registry as named (docker.io for Docker Hub). */
@@ -60,19 +60,21 @@ export interface ResolveSupportImagesOptions {
   /** registry (as named in the reference, e.g. docker.io) → host[:port] to ask instead. */
   readonly mirrors?: Readonly<Record<string, string>>;
   /** Upstream reference per service instead of the catalog's (e.g. to try a newer tag). */
-  readonly references?: Partial<Record<SupportName, string>>;
+  readonly references?: Partial<Record<SupportImageName, string>>;
   readonly lockFile?: string | false;
   readonly registryOptions?: Omit<RegistryClientOptions, 'registry'>;
   readonly progress?: (line: string) => void;
 }
 
 export async function resolveSupportImages(o: ResolveSupportImagesOptions = {}): Promise<{ lock: SupportLock; lockFile?: string }> {
-  const names = o.names === undefined ? [...SUPPORT_NAMES] : SUPPORT_NAMES.filter((n) => o.names!.includes(n));
-  for (const n of o.names ?? []) if (!(SUPPORT_NAMES as readonly string[]).includes(n)) throw new StellaError('INVALID_ARGUMENT', `support-images: "${n}" is not a support service (expected one of ${SUPPORT_NAMES.join(', ')})`);
+  // Default: the catalog's five. nginx (the tls profile's sidecar) only when named: the upstream
+  // nginx image runs as root and has no probe, so the quickstart's tls profile wants the built one.
+  const names: SupportImageName[] = o.names === undefined ? [...SUPPORT_NAMES] : SUPPORT_IMAGE_NAMES.filter((n) => o.names!.includes(n));
+  for (const n of o.names ?? []) if (!(SUPPORT_IMAGE_NAMES as readonly string[]).includes(n)) throw new StellaError('INVALID_ARGUMENT', `support-images: "${n}" is not a support image (expected one of ${SUPPORT_IMAGE_NAMES.join(', ')})`);
   const clients = new Map<string, RegistryClient>();
-  const images: Partial<Record<SupportName, SupportLockImage>> = {};
+  const images: Partial<Record<SupportImageName, SupportLockImage>> = {};
   for (const name of names) {
-    const upstream = o.references?.[name] ?? catalog.support.find((s) => s.name === name)!.upstreamImage;
+    const upstream = o.references?.[name] ?? upstreamOf(name);
     const ref = parseImageReference(upstream);
     const host = o.mirrors?.[ref.registry] ?? ref.apiHost;
     let client = clients.get(host);

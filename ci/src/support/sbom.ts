@@ -52,7 +52,8 @@ export interface SupportImageSbomOptions {
   readonly platform: string;
   readonly manifestDigest: string;
   readonly osPackages: readonly OsPackage[];
-  readonly go?: { readonly binary: GoBinary; readonly info: GoBuildInfo; readonly sha256: string };
+  /** The Go binaries in the image (the software's own, the probe). */
+  readonly go?: readonly { readonly binary: GoBinary; readonly info: GoBuildInfo; readonly sha256: string }[];
   readonly created: CreatedAt;
 }
 
@@ -71,8 +72,9 @@ export function supportImageSbom(o: SupportImageSbomOptions): SpdxDocument {
     packages.push(s);
     relationships.push(rel(imageId, 'CONTAINS', s.SPDXID));
   }
-  if (o.go) {
-    const { binary, info } = o.go;
+  const seen = new Set<string>();
+  for (const g of o.go ?? []) {
+    const { binary, info } = g;
     const purl = golangPurl(binary.upstreamModule, binary.upstreamVersion);
     const binId = packageId('golang-binary', binary.id, binary.version, purl);
     packages.push({
@@ -83,7 +85,7 @@ export function supportImageSbom(o: SupportImageSbomOptions): SpdxDocument {
       downloadLocation: NOASSERTION,
       filesAnalyzed: false,
       homepage: binary.homepage,
-      checksums: [{ algorithm: 'SHA256', checksumValue: o.go.sha256 }],
+      checksums: [{ algorithm: 'SHA256', checksumValue: g.sha256 }],
       licenseConcluded: NOASSERTION,
       licenseDeclared: binary.license,
       copyrightText: NOASSERTION,
@@ -92,16 +94,23 @@ export function supportImageSbom(o: SupportImageSbomOptions): SpdxDocument {
       primaryPackagePurpose: 'APPLICATION',
     });
     relationships.push(rel(imageId, 'CONTAINS', binId));
+    seen.add(binId);
     const stdlib = goModulePackage('stdlib', info.goVersion.replace(/^go/, 'v'), undefined);
-    packages.push({ ...stdlib, downloadLocation: NOASSERTION, licenseDeclared: 'BSD-3-Clause', description: 'The Go standard library and runtime.' });
+    if (!seen.has(stdlib.SPDXID)) {
+      seen.add(stdlib.SPDXID);
+      packages.push({ ...stdlib, downloadLocation: NOASSERTION, licenseDeclared: 'BSD-3-Clause', description: 'The Go standard library and runtime.' });
+    }
     relationships.push(rel(binId, 'CONTAINS', stdlib.SPDXID));
-    const seen = new Set<string>([binId, stdlib.SPDXID]);
+    const mine = new Set<string>();
     for (const d of [info.main, ...info.deps]) {
       if (d.version === '(devel)') continue;
       const p = goModulePackage(d.path, d.version, d.sum);
-      if (seen.has(p.SPDXID)) continue;
-      seen.add(p.SPDXID);
-      packages.push(p);
+      if (mine.has(p.SPDXID)) continue;
+      mine.add(p.SPDXID);
+      if (!seen.has(p.SPDXID)) {
+        seen.add(p.SPDXID);
+        packages.push(p);
+      }
       relationships.push(rel(binId, 'CONTAINS', p.SPDXID));
     }
   }

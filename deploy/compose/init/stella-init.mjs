@@ -4,7 +4,8 @@
 //   stella-init.mjs secrets   (as root, no network) .secrets/ (mounted at /in) → /state/secrets/ in the
 //                             stella-state volume: each file owned by the user of the container that
 //                             reads it, mode 0400, plus what is derived from them (connection URLs,
-//                             redis.conf, SeaweedFS's s3.json). Runs at every `up`; idempotent.
+//                             redis.conf, SeaweedFS's s3.json), and the tls profile's certificate
+//                             and key for nginx. Runs at every `up`; idempotent.
 //   stella-init.mjs bucket    (as 65532) creates the object store's bucket with a SigV4-signed
 //                             PUT; an existing bucket is fine. Retries until the store answers.
 //   stella-init.mjs untar DIR (as root; restore) extracts the tar on stdin (what `docker cp
@@ -16,11 +17,12 @@ import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 
 const IN = '/in';
 const OUT = '/state/secrets';
-/** uid of each image's user: the StellaOps images and SeaweedFS 65532, PostgreSQL and Redis 999. */
+/** uid of each image's user: the StellaOps images and SeaweedFS 65532, PostgreSQL and Redis 999, nginx 101. */
 const STELLA = 65532;
 const POSTGRES = 999;
 const REDIS = 999;
 const OBJECT_STORE = 65532;
+const NGINX = 101;
 
 function fail(message) {
   process.stderr.write(`stella-init: ${message}\n`);
@@ -63,6 +65,18 @@ function secrets() {
   put('object-store-secret-key', `${secret}\n`, STELLA);
   put('s3.json', `${JSON.stringify({ identities: [{ name: 'stella', credentials: [{ accessKey: access, secretKey: secret }], actions: ['Admin', 'Read', 'List', 'Tagging', 'Write'] }] }, null, 2)}\n`, OBJECT_STORE);
   put('admin-password', `${admin}\n`, STELLA);
+  // The tls profile (quickstart.sh --tls): the certificate (chain) and key, for nginx only.
+  const cert = join(IN, 'tls-cert.pem');
+  const key = join(IN, 'tls-key.pem');
+  if (existsSync(cert) !== existsSync(key)) fail('.secrets/tls-cert.pem and .secrets/tls-key.pem go together: give both (quickstart.sh --tls-cert FILE --tls-key FILE) or remove both (quickstart.sh --tls generates them)');
+  if (existsSync(cert)) {
+    const c = readFileSync(cert);
+    const k = readFileSync(key);
+    if (!/-----BEGIN CERTIFICATE-----/.test(c.toString('latin1'))) fail('.secrets/tls-cert.pem is not a PEM certificate');
+    if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k.toString('latin1'))) fail('.secrets/tls-key.pem is not a PEM private key');
+    put('tls-cert.pem', c, NGINX);
+    put('tls-key.pem', k, NGINX);
+  }
   // Secrets the user adds (e.g. ai-api-key for STELLA_AI_API_KEY_FILE) are passed on as they are.
   const known = new Set(['postgres-password', 'redis-password', 'object-store-access-key', 'object-store-secret-key', 'admin-password']);
   for (const f of readdirSync(IN)) if (!known.has(f) && /^[a-z0-9-]+$/.test(f)) put(f, readFileSync(join(IN, f)), STELLA);

@@ -17,7 +17,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { runService, type ServiceContext } from '../runtime/service.ts';
-import { HttpError, readJson, sendJson, type RequestContext, type Route } from '../runtime/http.ts';
+import { HttpError, readJson, sendJson, sendText, type RequestContext, type Route } from '../runtime/http.ts';
 import { migrate } from '../shared/migrate.ts';
 import { requireKeys } from '../shared/require.ts';
 import { API_MIGRATIONS, TENANT, seed, verifyPassword } from './schema.ts';
@@ -149,7 +149,7 @@ await runService({
         method: 'POST',
         path: '/api/v1/tokens',
         handler: async ({ req, res }) => {
-          const body = await readJson<{ username?: unknown; password?: unknown }>(req, 16 * 1024);
+          const body = await readJson<{ username?: unknown; password?: unknown; purpose?: unknown }>(req, 16 * 1024);
           if (!body || typeof body.username !== 'string' || typeof body.password !== 'string') throw new HttpError(400, 'expected {"username": "...", "password": "..."}');
           const r = await pool.query<{ id: string; password_hash: string }>('SELECT id, password_hash FROM users WHERE username = $1', [body.username]);
           const user = r.rows[0];
@@ -157,7 +157,8 @@ await runService({
           const token = `stella_${randomBytes(32).toString('base64url')}`;
           const expiresAt = new Date(Date.now() + tokenTtlMs);
           await pool.query('INSERT INTO api_tokens (user_id, token_sha256, expires_at) VALUES ($1, $2, $3)', [user.id, createHash('sha256').update(token).digest('hex'), expiresAt]);
-          if (quickstart) await markStep(pool, 'generate-token');
+          // The console's sign-in ({"purpose": "console-session"}) is not the wizard's "generate an API token" step.
+          if (quickstart && body.purpose !== 'console-session') await markStep(pool, 'generate-token');
           log.info('API token issued', { username: body.username, expiresAt: expiresAt.toISOString() });
           sendJson(res, 201, { token, expiresAt: expiresAt.toISOString() });
         },
@@ -220,9 +221,10 @@ await runService({
         path: '/api/v1/exports',
         handler: async (c) => {
           const who = await authenticate(c);
-          const body = (await readJson<{ target?: unknown; format?: unknown } | null>(c.req, 16 * 1024)) ?? {};
+          const body = (await readJson<{ target?: unknown; format?: unknown; kind?: unknown } | null>(c.req, 16 * 1024)) ?? {};
           const id = randomUUID();
-          const job = { id, tenant: who.tenant, target: typeof body.target === 'string' ? body.target : 'production', format: typeof body.format === 'string' ? body.format : 'json', kind: 'quickstart-pack' };
+          // kind "task-pack": the Export Center renders the data as a Task Pack (the console's "Export pack to production").
+          const job = { id, tenant: who.tenant, target: typeof body.target === 'string' ? body.target : 'production', format: typeof body.format === 'string' ? body.format : 'json', kind: body.kind === 'task-pack' ? 'task-pack' : 'quickstart-pack' };
           const queued = await ctx.publish('stella.export.work', job, { msgId: `export:${id}` });
           log.info('export requested', { id, target: job.target });
           sendJson(c.res, 202, { exportId: id, status: 'queued', subject: 'stella.export.work', seq: queued.seq, statusUrl: `/api/v1/exports/${id}` });
@@ -241,6 +243,24 @@ await runService({
           const row = r.rows[0] as Record<string, unknown> | undefined;
           if (!row) return sendJson(c.res, 202, { exportId: c.params.id, status: 'queued' });
           sendJson(c.res, 200, { exportId: row.id, status: 'written', format: row.format, object: row.object_url, key: row.object_key, sha256: row.sha256, bytes: row.size_bytes, createdAt: (row.created_at as Date).toISOString() });
+        },
+      },
+      {
+        method: 'GET',
+        path: /^\/api\/v1\/exports\/(?<id>[A-Za-z0-9-]{1,64})\/download$/,
+        name: '/api/v1/exports/:id/download',
+        // The written export, from the object store, as a file download.
+        handler: async (c) => {
+          const who = await authenticate(c);
+          const r = await pool
+            .query<{ object_key: string | null }>('SELECT object_key FROM export_jobs WHERE id = $1 AND tenant_id = $2', [c.params.id, who.tenant])
+            .catch((e: { code?: string }) => (e.code === '42P01' ? { rows: [] } : Promise.reject(e)));
+          const key = r.rows[0]?.object_key;
+          if (!key) throw new HttpError(404, `export ${c.params.id} is not written (yet): GET /api/v1/exports/${c.params.id} says when it is`);
+          if (!ctx.deps.objectStore) throw new HttpError(503, 'no object store configured (STELLA_OBJECT_STORE_ENDPOINT)');
+          const body = await ctx.deps.objectStore.get(key);
+          c.res.setHeader('content-disposition', `attachment; filename="${key.split('/').pop()}"`);
+          sendText(c.res, 200, body, 'application/json');
         },
       },
       {

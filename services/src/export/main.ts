@@ -3,12 +3,14 @@
  * `stella.export.work` and writes it as one object to the object store
  * (`exports/<tenant>/<id>.json`, SigV4-signed through the S3 client), recording it in
  * `export_jobs` (`object_key`, SHA-256, size). The export id makes a redelivery harmless:
- * the same key is written again and the row stays.
+ * the same key is written again and the row stays. A request of kind `task-pack` is rendered
+ * as a Task Pack (taskPack below).
  */
 import { runService } from '../runtime/service.ts';
 import { BadWork } from '../runtime/queue.ts';
 import { migrate } from '../shared/migrate.ts';
 import { requireKeys } from '../shared/require.ts';
+import { taskPack } from './pack.ts';
 
 const MIGRATIONS = [
   {
@@ -66,7 +68,8 @@ await runService({
         policies: await q('SELECT version, name, document FROM policies ORDER BY version'),
         taskPacks: await q('SELECT id, name, version, document FROM task_packs ORDER BY id'),
       };
-      const doc = { kind: 'stella-export', id, tenant, target: d.target ?? null, requested: d, producedBy: { service: 'export', version: ctx.build.version }, data: contents };
+      const producedBy = { service: 'export', version: ctx.build.version };
+      const doc = d.kind === 'task-pack' ? taskPack(id, tenant, typeof d.target === 'string' ? d.target : 'production', producedBy, contents) : { kind: 'stella-export', id, tenant, target: d.target ?? null, requested: d, producedBy, data: contents };
       const body = Buffer.from(`${JSON.stringify(doc, null, 2)}\n`);
       const key = `exports/${tenant}/${id}.json`;
       const put = await os.put(key, body, 'application/json');

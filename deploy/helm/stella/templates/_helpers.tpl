@@ -252,7 +252,8 @@ Takes (dict "root" $ "name" "<catalog name>").
 {{- if has "STELLA_API_URL" $f.wired -}}
 {{- $_ := set $env "STELLA_API_URL" (printf "http://%s-api:%d" (include "stella.fullname" $root) (int (fromJson (include "stella.facts" (dict "root" $root "name" "api"))).port)) -}}
 {{- end -}}
-{{- if and (has "STELLA_MIGRATIONS_AUTO" $f.wired) $v.migrations.enabled -}}
+{{- /* Bundled mode: the migrator is a post-install hook (PostgreSQL is part of the release), which helm --wait runs only once every pod is Ready, so the API migrates at start there. */ -}}
+{{- if and (has "STELLA_MIGRATIONS_AUTO" $f.wired) $v.migrations.enabled (not $v.bundled.enabled) -}}
 {{- $_ := set $env "STELLA_MIGRATIONS_AUTO" false -}}
 {{- end -}}
 {{- range (fromJsonArray (include "stella.secretSources" .)) -}}

@@ -1,0 +1,76 @@
+/**
+ * The release's step slots for work that lives elsewhere: the air-gap `bundle` (ci/src/bundle/)
+ * and the `smoke` tests (airgap; compose where Docker is available; helm on a cluster). The
+ * release runs them in order after `chart` and before `verify`/`publish`:
+ *
+ *   … provenance → chart → bundle → smoke → verify → publish (tags last) → record
+ *
+ * A slot with nothing registered is recorded as `skipped` (with why) in the summary and in
+ * release.json. To fill a slot, register the step here (one line and its import), e.g.
+ *
+ *   import { bundleReleaseStep } from '../bundle/release-step.ts';
+ *   export const releaseHooks: ReleaseHooks = { bundle: bundleReleaseStep, smoke: [] };
+ *
+ * A step gets everything the release has made so far (by digest) and returns what it did and
+ * what release.json records for it. A smoke step's record is what `promote` checks: an rc is
+ * promoted only when every smoke record in its release.json passed, for the rc's exact digests.
+ */
+import type { BuildDocument } from '../build/index.ts';
+import type { TagPlan } from '../tags/index.ts';
+import type { Registries, Signing, StepIo } from './context.ts';
+import type { SourceRevision } from './git.ts';
+
+export interface ReleaseStepContext {
+  readonly source: string;
+  readonly out: string;
+  readonly plan: TagPlan;
+  readonly revision: Pick<SourceRevision, 'commit' | 'time'>;
+  readonly images: BuildDocument;
+  /** The support image lock the release used (see release.json `supportImages`), when any. */
+  readonly supportLockFile?: string;
+  /** The chart the release published, when any. */
+  readonly chart?: { readonly ref: string; readonly digest: string; readonly package: string };
+  readonly registries: Registries;
+  readonly signing: Signing;
+  readonly io: StepIo;
+}
+
+/** What release.json records of the bundle step. */
+export interface BundleRecord {
+  readonly path: string;
+  readonly sha256: string;
+  readonly bytes?: number;
+}
+
+/** One smoke test's outcome, bound to the digests it ran. */
+export interface SmokeRecord {
+  /** The function that ran it: smoke-compose, smoke-helm, smoke-airgap. */
+  readonly smoke: string;
+  readonly passed: boolean;
+  readonly failures: readonly string[];
+  /** The images it ran, by digest (promote checks they are the rc's). */
+  readonly images: readonly { readonly service: string; readonly digest: string }[];
+  readonly finishedAt: string;
+}
+
+export interface BundleStep {
+  readonly name: 'bundle';
+  /** Why the step cannot run with these inputs (then it is skipped), or undefined. */
+  unavailable?(c: ReleaseStepContext): string | undefined;
+  run(c: ReleaseStepContext): Promise<{ readonly did: string; readonly record: BundleRecord }>;
+}
+
+export interface SmokeStep {
+  /** smoke-compose, smoke-helm, smoke-airgap. */
+  readonly name: string;
+  unavailable?(c: ReleaseStepContext): string | undefined;
+  run(c: ReleaseStepContext & { readonly bundle?: BundleRecord }): Promise<{ readonly did: string; readonly record: SmokeRecord }>;
+}
+
+export interface ReleaseHooks {
+  readonly bundle?: BundleStep;
+  readonly smoke: readonly SmokeStep[];
+}
+
+/** The registered slots (none yet: bundle is being written in ci/src/bundle/, smoke-helm/smoke-airgap in ci/src/smoke/). */
+export const releaseHooks: ReleaseHooks = { smoke: [] };

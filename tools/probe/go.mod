@@ -1,0 +1,3 @@
+module stellaops.dev/tools/probe
+
+go 1.26
