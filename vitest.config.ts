@@ -13,6 +13,8 @@ const UNIT = [
   'test/services/config.test.ts',
   'test/host/summary.test.ts',
   'test/redact/**/*.test.ts',
+  'test/release/progress.test.ts',
+  'test/bundle/archive.test.ts',
 ];
 
 export default defineConfig({

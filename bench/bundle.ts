@@ -57,7 +57,7 @@ const regs = [await startRegistry(), await startRegistry()];
 try {
   const build = await readBuildDocument(imagesFile);
   const lock = await readSupportLock(values['support-lock']);
-  const version = 'v0.0.0-bench.1';
+  const version = 'edge';
   say(`stella bundle benchmark: ${build.images.length} StellaOps images + ${Object.keys(lock.images).length} support images, both platforms`);
 
   // The support images as a release leaves them: pushed, signed, attested.

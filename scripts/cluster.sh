@@ -314,6 +314,8 @@ cmd_up() {
   # The kubelet adds a KUBE-FIREWALL chain (localnet protection) to filter INPUT/OUTPUT: `down`
   # removes it only when it was not there before.
   iptables -S KUBE-FIREWALL >/dev/null 2>&1 || touch "$STATE/kube-firewall.ours"
+  # Likewise the CNI firewall plugin's CNI-FORWARD / CNI-ADMIN chains.
+  iptables -S CNI-FORWARD >/dev/null 2>&1 || touch "$STATE/cni-firewall.ours"
   say "Kubernetes $VERSION from $BIN; state $STATE ($(elapsed))"
   for p in "${SYSCTLS[@]}"; do printf '%s=%s\n' "$p" "$(sysctl -n "$p")"; done > "$STATE/sysctl.saved"
 
@@ -529,6 +531,12 @@ cmd_down() {
     while iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
     while iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
     if iptables -F KUBE-FIREWALL 2>/dev/null; then iptables -X KUBE-FIREWALL 2>/dev/null || true; fi
+  fi
+  if [ -f "$STATE/cni-firewall.ours" ]; then
+    while iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null; do :; done
+    for ch in CNI-FORWARD CNI-ADMIN; do
+      if iptables -F "$ch" 2>/dev/null; then iptables -X "$ch" 2>/dev/null || true; fi
+    done
   fi
   while iptables -D FORWARD -j "$FW_CHAIN" 2>/dev/null; do :; done
   if iptables -F "$FW_CHAIN" 2>/dev/null; then iptables -X "$FW_CHAIN" 2>/dev/null || true; fi

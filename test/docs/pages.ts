@@ -139,6 +139,8 @@ export function acceptedFlags(fn: string | undefined, via: Invocation['via']): S
   if (!spec) return undefined;
   const flags = new Set(spec.args.map((a) => kebab(a.name)));
   flags.add('help');
+  // --json is the CLI's global option (JSON events on stderr), accepted anywhere on the line.
+  if (via === 'stella-release') flags.add('json');
   // The CLI writes any function's stdout to a file with --output (until it is an argument of each function).
   if (via === 'stella-release' && !functions.some((f) => f.args.some((a) => a.name === 'output'))) flags.add('output');
   return flags;

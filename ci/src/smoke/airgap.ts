@@ -14,7 +14,7 @@
  * Needs root (ip netns, a daemon). Prints each phase's time. Stops and removes all it started.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
@@ -119,8 +119,9 @@ export async function smokeAirgap(o: SmokeAirgapOptions): Promise<SmokeAirgapRep
 
     // 2. The registry, inside.
     const config = join(work, 'registry.yml');
-    writeFileSync(config, `version: 0.1\nlog: { level: error }\nstorage:\n  filesystem: { rootdirectory: ${join(work, 'registry')} }\n  delete: { enabled: true }\nhttp:\n  addr: 127.0.0.1:5000\n`);
-    registry = spawn('ip', ['netns', 'exec', ns, REGISTRY_BIN, 'serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    writeFileSync(config, `version: 0.1\nlog: { level: error, accesslog: { disabled: true } }\nstorage:\n  filesystem: { rootdirectory: ${join(work, 'registry')} }\n  delete: { enabled: true }\nhttp:\n  addr: 127.0.0.1:5000\n`);
+    // Its log goes to a file: an undrained pipe would fill and stall the registry.
+    registry = spawn('ip', ['netns', 'exec', ns, REGISTRY_BIN, 'serve', config], { stdio: ['ignore', openSync(join(work, 'registry.log'), 'a'), openSync(join(work, 'registry.log'), 'a')] });
     for (let i = 0; ; i++) {
       const r = spawnSync('ip', ['netns', 'exec', ns, 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/5000'], { timeout: 5000 });
       if (r.status === 0) break;
