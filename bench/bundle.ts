@@ -13,7 +13,7 @@
  *  - peak memory (max RSS, /usr/bin/time) of create and load, ours and the peer's.
  * The support images are first signed and attested (attest-support-images), as a release does.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,15 +35,28 @@ interface Measured {
   readonly stdout: string;
 }
 
-/** Runs a command under /usr/bin/time: wall time and peak memory. */
-function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measured {
-  const r = spawnSync('/usr/bin/time', ['-f', '@@TIME %e %M', cmd, ...args], { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 256 << 20 });
-  const m = /@@TIME ([\d.]+) (\d+)/.exec(r.stderr);
-  if (r.status !== 0 || !m) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr.slice(-3000)}`);
-  return { seconds: Number(m[1]), maxRssMb: Number(m[2]) / 1024, stdout: r.stdout };
+/**
+ * Runs a command under /usr/bin/time: wall time and peak memory. Asynchronous: the registries
+ * this process started write their logs to pipes it must keep reading (a blocked event loop
+ * would let a pipe fill and stall the registry).
+ */
+function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/time', ['-f', '@@TIME %e %M', cmd, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr = (stderr + String(d)).slice(-20_000)));
+    child.on('error', reject);
+    child.on('exit', (status) => {
+      const m = /@@TIME ([\d.]+) (\d+)/.exec(stderr);
+      if (status !== 0 || !m) reject(new Error(`${cmd} ${args.join(' ')} failed (${status}):\n${stderr.slice(-3000)}`));
+      else resolve({ seconds: Number(m[1]), maxRssMb: Number(m[2]) / 1024, stdout });
+    });
+  });
 }
 
-const cli = (args: string[]) => measure(NODE, ['ci/src/cli.ts', ...args]);
+const cli = (args: string[]): Promise<Measured> => measure(NODE, ['ci/src/cli.ts', ...args]);
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
 
 const imagesFile = resolve(ROOT, values.images);
@@ -62,11 +75,11 @@ try {
 
   // The support images as a release leaves them: pushed, signed, attested.
   const sbomDir = join(work, 'sbom');
-  cli(['support-images', '--sbom-dir', sbomDir, '--lock-file', join(work, 'support.lock.json')]);
-  cli(['attest-support-images', '--version', version, '--support-lock', join(work, 'support.lock.json'), '--sbom-dir', sbomDir, '--key', `file:${keyFile}`, '--git-commit', '0'.repeat(40), '--source-date-epoch', '1700000000']);
+  await cli(['support-images', '--sbom-dir', sbomDir, '--lock-file', join(work, 'support.lock.json')]);
+  await cli(['attest-support-images', '--version', version, '--support-lock', join(work, 'support.lock.json'), '--sbom-dir', sbomDir, '--key', `file:${keyFile}`, '--git-commit', '0'.repeat(40), '--source-date-epoch', '1700000000']);
 
   // Ours: create.
-  const ours = cli(['bundle', '--images', imagesFile, '--version', version, '--support-lock', join(work, 'support.lock.json'), '--key', `file:${keyFile}`, '--out', join(work, 'ours'), '--git-commit', '0'.repeat(40), '--source-date-epoch', '1700000000']);
+  const ours = await cli(['bundle', '--images', imagesFile, '--version', version, '--support-lock', join(work, 'support.lock.json'), '--key', `file:${keyFile}`, '--out', join(work, 'ours'), '--git-commit', '0'.repeat(40), '--source-date-epoch', '1700000000']);
   const created = JSON.parse(ours.stdout) as { file: string; bytes: number; blobs: { count: number; bytes: number } };
 
   // Peer: skopeo copy --all of every image into one OCI layout, then tar | zstd -3.
@@ -75,12 +88,12 @@ try {
   let peerCopy = 0;
   let peerCopyRss = 0;
   for (const im of all) {
-    const m = measure('skopeo', ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${im.repository}@${im.digest}`, `oci:${layout}:${im.name}`]);
+    const m = await measure('skopeo', ['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${im.repository}@${im.digest}`, `oci:${layout}:${im.name}`]);
     peerCopy += m.seconds;
     peerCopyRss = Math.max(peerCopyRss, m.maxRssMb);
   }
   const peerFile = join(work, 'peer.tar.zst');
-  const tar = measure('bash', ['-c', `tar -cf - -C ${layout} . | zstd -3 -T1 -q -o ${peerFile}`]);
+  const tar = await measure('bash', ['-c', `tar -cf - -C ${layout} . | zstd -3 -T1 -q -o ${peerFile}`]);
   const peerCreate = peerCopy + tar.seconds;
   const peerBytes = statSync(peerFile).size;
 
@@ -92,13 +105,13 @@ try {
   say(`  bundle size / sum of unique blobs (${created.blobs.count} blobs, ${(created.blobs.bytes / MB).toFixed(1)} MB): ${ratio(created.bytes, created.blobs.bytes)} (target ≤ 1.02×)`);
 
   // Load: ours (verify + push + re-verify from the target) vs skopeo copy --all from the layout.
-  const loaded = cli(['bundle-load', '--bundle', created.file, '--to', regs[0]!.host, '--public-key', keyFile.replace(/cosign\.key$/, 'cosign.pub'), '--out', join(work, 'relocated')]);
+  const loaded = await cli(['bundle-load', '--bundle', created.file, '--to', regs[0]!.host, '--public-key', keyFile.replace(/cosign\.key$/, 'cosign.pub'), '--out', join(work, 'relocated')]);
   const lr = JSON.parse(loaded.stdout) as { seconds: { verify: number; push: number; reverify: number } };
   let peerLoad = 0;
   let peerLoadRss = 0;
   for (const im of all) {
     const path = im.repository.slice(im.repository.indexOf('/') + 1);
-    const m = measure('skopeo', ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:${im.name}`, `docker://${regs[1]!.host}/${path}@${im.digest}`]);
+    const m = await measure('skopeo', ['copy', '--all', '--preserve-digests', '--dest-tls-verify=false', `oci:${layout}:${im.name}`, `docker://${regs[1]!.host}/${path}@${im.digest}`]);
     peerLoad += m.seconds;
     peerLoadRss = Math.max(peerLoadRss, m.maxRssMb);
   }

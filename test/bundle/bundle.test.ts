@@ -8,7 +8,7 @@
  * anything twice; the shipped load.sh (oras); relocation of compose and chart; differential
  * bundles; and refusal of images that do not verify.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -330,7 +330,19 @@ describe.skipIf(skip)('bundle: load', () => {
     const target = await registry('distribution');
     const dir = join(work, 'sh');
     await verifyBundle({ file: first.file, publicKeyPem, dest: dir, keep: true });
-    const r = spawnSync('bash', [join(dir, 'load.sh'), '--to', target.host, '--plain-http', '--public-key', join(work, 'cosign.pub')], { encoding: 'utf8', timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Asynchronously: the registry this process started logs to a pipe this process must keep reading.
+    const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((res) => {
+      const c = spawn('bash', [join(dir, 'load.sh'), '--to', target.host, '--plain-http', '--public-key', join(work, 'cosign.pub')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout.on('data', (d) => (stdout += String(d)));
+      c.stderr.on('data', (d) => (stderr += String(d)));
+      const t = setTimeout(() => c.kill('SIGKILL'), 600_000);
+      c.on('exit', (status) => {
+        clearTimeout(t);
+        res({ status, stdout, stderr });
+      });
+    });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`OK: ${first.images} images with their referrers`));
     const l = validateImagesLock(JSON.parse(readFileSync(join(dir, BundlePath.imagesLock), 'utf8')));

@@ -10,40 +10,16 @@
  *   (`ExportTraceServiceRequest`) the JS SDK's OTLP/HTTP exporter sends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import { freePort, waitFor } from '../helpers/net.ts';
 
-function findBinary(envVar: string, pattern: RegExp): string | undefined {
-  const fromEnv = process.env[envVar];
-  if (fromEnv && existsSync(fromEnv)) return fromEnv;
-  const roots = [join(process.env.STELLA_CACHE || '/var/tmp/stella-cache', 'support'), '/var/cache/stella-tools'];
-  const found: { path: string; mtime: number }[] = [];
-  const walk = (dir: string, depth: number) => {
-    if (depth > 4 || !existsSync(dir)) return;
-    for (const name of readdirSync(dir)) {
-      const p = join(dir, name);
-      let st;
-      try {
-        st = statSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) {
-        if (!['debs', 'go', 'go-build', 'pkg', 'mod'].includes(name)) walk(p, depth + 1);
-      } else if (pattern.test(name) && st.mode & 0o111 && st.size > 1_000_000 && (process.arch === 'arm64' ? !/amd64/.test(p) : !/arm64/.test(p))) found.push({ path: p, mtime: st.mtimeMs });
-    }
-  };
-  for (const r of roots) walk(r, 0);
-  found.sort((a, b) => b.mtime - a.mtime);
-  return found[0]?.path;
-}
+import { weedBinary, otelcolBinary } from '../../ci/src/support/binaries.ts';
 
-export const weedBinary = (): string | undefined => findBinary('STELLA_WEED_BIN', /^weed(-(amd64|arm64))?$/);
-export const otelcolBinary = (): string | undefined => findBinary('STELLA_OTELCOL_BIN', /^otelcol[-a-z]*(-(amd64|arm64))?$/);
+export { weedBinary, otelcolBinary };
 
 export interface TestS3 {
   readonly endpoint: string;

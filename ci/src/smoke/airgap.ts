@@ -59,7 +59,9 @@ function hostAddress(): string | undefined {
 /** Runs `node ci/src/cli.ts <args>` inside the namespace, streaming its progress. */
 function cliInNamespace(ns: string, o: SmokeAirgapOptions, args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(o.source, 'ci/src/cli.ts'), ...args], { cwd: o.source, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    // nsenter, not `ip netns exec`: that also remounts /sys for the namespace, which hides the
+    // cgroup mounts a Docker daemon needs ("Devices cgroup isn't mounted").
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, join(o.source, 'ci/src/cli.ts'), ...args], { cwd: o.source, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     let stdout = '';
     let stderr = '';
     let partial = '';

@@ -22,9 +22,10 @@
  *   StatefulSet pod deleted and back, canary intact, upgrade, canary intact.
  * Every phase is timed; `failures` lists each check that did not hold (the function fails on any).
  */
+import { weedBinary } from '../support/binaries.ts';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -163,29 +164,6 @@ async function s3CreateBucket(endpoint: string, accessKey: string, secretKey: st
   return r.status;
 }
 
-function findWeed(): string | undefined {
-  if (process.env.STELLA_WEED_BIN && existsSync(process.env.STELLA_WEED_BIN)) return process.env.STELLA_WEED_BIN;
-  const arch = process.arch === 'arm64' ? 'arm64' : 'amd64';
-  const found: { p: string; t: number }[] = [];
-  const walk = (d: string, depth: number) => {
-    if (depth > 4 || !existsSync(d)) return;
-    for (const n of readdirSync(d)) {
-      const p = join(d, n);
-      let st;
-      try {
-        st = statSync(p);
-      } catch {
-        continue;
-      }
-      if (st.isDirectory()) {
-        if (!['go', 'go-build', 'pkg', 'mod', 'debs', 'kubernetes'].includes(n)) walk(p, depth + 1);
-      } else if ((n === 'weed' || n === `weed-${arch}`) && st.mode & 0o111) found.push({ p, t: st.mtimeMs });
-    }
-  };
-  for (const r of [join(process.env.STELLA_CACHE || '/var/tmp/stella-cache', 'support'), '/var/cache/stella-tools']) walk(r, 0);
-  return found.sort((a, b) => b.t - a.t)[0]?.p;
-}
-
 export async function startHostDeps(addr: string, dir: string, progress: (l: string) => void): Promise<HostDeps> {
   const procs: ChildProcess[] = [];
   // PostgreSQL runs as the postgres user (when we are root): it must reach its directory.
@@ -215,7 +193,7 @@ export async function startHostDeps(addr: string, dir: string, progress: (l: str
   spawnLogged('redis', 'redis-server', ['--bind', addr, '--port', String(ports.redis), '--requirepass', pass.redis, '--save', '', '--appendonly', 'yes', '--dir', dir, '--protected-mode', 'no']);
   mkdirSync(join(dir, 'nats'), { recursive: true });
   spawnLogged('nats', 'nats-server', ['-a', addr, '-p', String(ports.nats), '-js', '-sd', join(dir, 'nats'), '--http_port', '0']);
-  const weed = findWeed();
+  const weed = weedBinary();
   if (!weed) throw new StellaError('NOT_FOUND', 'smoke-helm: no SeaweedFS `weed` binary for the external object store: build the support images (`stella-release support-images`) or set STELLA_WEED_BIN');
   const s3cfg = join(dir, 's3.json');
   writeFileSync(s3cfg, JSON.stringify({ identities: [{ name: 'stella', credentials: [{ accessKey: 'stella-smoke', secretKey: pass.s3 }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }] }));
