@@ -22,6 +22,7 @@ import { StellaError } from '../errors.ts';
 import { OciLayout } from '../oci/layout.ts';
 import { type ImageIndex, type ImageManifest, type Descriptor } from '../oci/types.ts';
 import type { RegistryClient } from '../registry/client.ts';
+import { Tally } from '../registry/copy.ts';
 import { tagImage } from '../registry/referrers.ts';
 import type { Registries } from '../release/context.ts';
 import { verifyImage } from '../release/verify.ts';
@@ -70,12 +71,7 @@ function parse<T>(bytes: Uint8Array): T {
 }
 
 class ImagePusher {
-  blobsPushed = 0;
-  blobsMounted = 0;
-  blobsSkipped = 0;
-  bytesPushed = 0;
-  manifestsPushed = 0;
-  manifestsSkipped = 0;
+  readonly tally = new Tally();
 
   readonly client: RegistryClient;
   readonly repo: string;
@@ -95,18 +91,14 @@ class ImagePusher {
   async blob(d: Descriptor): Promise<void> {
     if (this.omitted.has(d.digest) && !(await this.layout.hasBlob(d.digest))) {
       // Checked before anything was pushed; a differential bundle's base blob.
-      this.blobsSkipped++;
+      this.tally.blob('skipped', d.size);
       return;
     }
     const path = this.layout.blobPath(d.digest);
     const from = this.seen.get(d.digest);
     const r = await this.client.pushBlob(this.repo, { size: d.size, open: () => createReadStream(path) }, d.digest, from ? { mountFrom: from } : {});
     if (!this.seen.has(d.digest)) this.seen.set(d.digest, this.repo);
-    if (r === 'pushed') {
-      this.blobsPushed++;
-      this.bytesPushed += d.size;
-    } else if (r === 'mounted') this.blobsMounted++;
-    else this.blobsSkipped++;
+    this.tally.blob(r, d.size);
   }
 
   /** Pushes a manifest's content and children; the manifest itself too unless `skipSelf`. */
@@ -115,14 +107,14 @@ class ImagePusher {
     const m = parse<ImageIndex & ImageManifest & { mediaType?: string }>(bytes);
     const mediaType = m.mediaType ?? (Array.isArray(m.manifests) ? 'application/vnd.oci.image.index.v1+json' : 'application/vnd.oci.image.manifest.v1+json');
     if (!skipSelf && (await this.client.hasManifest(this.repo, digest))) {
-      this.manifestsSkipped++;
+      this.tally.manifestsSkipped++;
       return { bytes, mediaType };
     }
     if (Array.isArray(m.manifests)) for (const c of m.manifests) await this.tree(c.digest);
     else for (const b of [m.config, ...(m.layers ?? [])]) if (b) await this.blob(b);
     if (!skipSelf) {
       await this.client.putManifest(this.repo, digest, bytes, mediaType);
-      this.manifestsPushed++;
+      this.tally.manifestsPushed++;
     }
     return { bytes, mediaType };
   }
@@ -172,15 +164,16 @@ async function pushImage(im: LockedImage, layout: OciLayout, o: LoadBundleOption
     const { bytes, mediaType } = await p.tree(d, true);
     if ((await client.resolve(repo, tag)) !== d) await client.putManifest(repo, tag, bytes, mediaType);
   }
+  const t = p.tally;
   o.progress?.(
-    `bundle-load: ${im.name}: ${repository}@${im.digest.slice(0, 19)}: blobs ${p.blobsPushed} pushed (${(p.bytesPushed / 1e6).toFixed(1)} MB), ${p.blobsMounted} mounted, ${p.blobsSkipped} present; manifests ${p.manifestsPushed} pushed, ${p.manifestsSkipped} present; referrers ${attached} attached, ${unchanged} present (${mode})`,
+    `bundle-load: ${im.name}: ${repository}@${im.digest.slice(0, 19)}: blobs ${t.blobsPushed} pushed (${(t.bytesPushed / 1e6).toFixed(1)} MB), ${t.blobsMounted} mounted, ${t.blobsSkipped} present; manifests ${t.manifestsPushed} pushed, ${t.manifestsSkipped} present; referrers ${attached} attached, ${unchanged} present (${mode})`,
   );
   return {
     name: im.name,
     repository,
     digest: im.digest,
-    blobs: { pushed: p.blobsPushed, mounted: p.blobsMounted, skipped: p.blobsSkipped, bytesPushed: p.bytesPushed },
-    manifests: { pushed: p.manifestsPushed, skipped: p.manifestsSkipped },
+    blobs: { pushed: t.blobsPushed, mounted: t.blobsMounted, skipped: t.blobsSkipped, bytesPushed: t.bytesPushed },
+    manifests: { pushed: t.manifestsPushed, skipped: t.manifestsSkipped },
     referrers: { attached, unchanged, mode },
   };
 }

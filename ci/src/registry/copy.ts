@@ -49,7 +49,8 @@ export interface CopyOptions extends TransferOptions {
   readonly referrers?: boolean;
 }
 
-class Tally {
+/** What a transfer moved and skipped (also counted by the bundle's loader, ci/src/bundle/load.ts). */
+export class Tally {
   blobsPushed = 0;
   blobsMounted = 0;
   blobsSkipped = 0;
