@@ -6,6 +6,9 @@
 #   bash scripts/cluster.sh down     # stop what `up` started (and only that); remove the state dir
 #   bash scripts/cluster.sh status   # exit 0 when the node is Ready, 1 when not, 3 when not up
 #   bash scripts/cluster.sh env      # print KUBECONFIG=… and the addresses (for `eval`)
+#   bash scripts/cluster.sh registry add|remove HOST:PORT
+#                                    # let pods pull from one more plain-HTTP registry on this host
+#                                    # (an air-gap bundle loaded into a registry of its own), or stop
 #
 # Everything is the cluster's own: a containerd on a private socket and root, etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet and kube-proxy as host processes, one state
@@ -567,10 +570,27 @@ cmd_env() {
     "$KUBECONFIG_OUT" "$GATEWAY" "$POD_CIDR" "$SVC_CIDR" "$(cat "$STATE/bin" 2>/dev/null || bash "$REPO_ROOT/scripts/build-kubernetes.sh" --check 2>/dev/null || true)"
 }
 
+# A registry of its own for the pulls of HOST:PORT (containerd reads certs.d at every pull: no restart).
+cmd_registry() {
+  local action=${1:-} host=${2:-}
+  [[ "$host" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]] || die "registry $action: HOST:PORT expected, got '${host}'"
+  [ -d "$CTRD/certs.d" ] || die "registry $action: the cluster is not up ($CTRD/certs.d is missing)"
+  case "$host" in "$REGISTRY" | docker.io | registry.local:5000) die "registry $action: $host is the cluster's own mirror configuration" ;; esac
+  case "$action" in
+    add)
+      mkdir -p "$CTRD/certs.d/$host"
+      printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n' "$host" "$host" > "$CTRD/certs.d/$host/hosts.toml"
+      say "pods pull $host/… from http://$host" ;;
+    remove) rm -rf "${CTRD:?}/certs.d/$host"; say "$host removed" ;;
+    *) die "registry: add or remove, got '$action'" ;;
+  esac
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  registry) cmd_registry "${2:-}" "${3:-}" ;;
   down) if [ "${2:-}" = "--keep" ]; then KEEP=1; fi; cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up | down [--keep] | status | env" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down [--keep] | status | env | registry add|remove HOST:PORT" >&2; exit 2 ;;
 esac

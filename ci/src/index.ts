@@ -481,6 +481,13 @@ export class Stella {
    *   (recorded as dirty: true)
    * @param supportImages support images: lock (the committed lock, when its images are present),
    *   build, or skip (default: lock)
+   * @param noCache ignore the caches in <out>/app/.stella-cache (build inputs, verified
+   *   attestations): rebuild, re-attest and re-verify every image, then record the
+   *   caches anew
+   * @param smoke versioned releases with a bundle: run smoke-airgap on it here (needs root: the
+   *   quickstart from the bundle in a network namespace with no route), recorded in
+   *   release.json for promote (default: skip the smoke slot (smoke.yml runs the smoke
+   *   tests on the rc))
    */
   @func({ cache: 'never' })
   async release(
@@ -509,6 +516,8 @@ export class Stella {
     dockerConfig?: File,
     allowDirty?: boolean,
     supportImages?: string,
+    noCache?: boolean,
+    smoke?: boolean,
   ): Promise<Directory> {
     return inToolboxDirectory(this.source, 'release', {
       version,
@@ -536,6 +545,8 @@ export class Stella {
       dockerConfig,
       allowDirty,
       supportImages,
+      noCache,
+      smoke,
     });
   }
 
@@ -621,11 +632,12 @@ export class Stella {
 
   /**
    * Pin the support images (PostgreSQL, Redis, the SeaweedFS object store, NATS with JetStream,
-   * the OpenTelemetry collector, and nginx for the Compose tls profile) in
-   * deploy/support-images.lock.json: build equivalent images here from locked Debian packages
-   * and Go modules (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for
-   * linux/amd64 and linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve,
-   * resolve the catalog's upstream references to their index digests. Prints the lock.
+   * the OpenTelemetry collector, nginx for the Compose tls profile, and the registry
+   * quickstart.sh --bundle loads an air-gap bundle into) in deploy/support-images.lock.json:
+   * build equivalent images here from locked Debian packages and Go modules
+   * (ci/src/support/inputs.lock.json, tools/), reproducibly, non-root, for linux/amd64 and
+   * linux/arm64, with SPDX 2.3 SBOMs, pushed by digest; or, with --resolve, resolve the
+   * catalog's upstream references to their index digests. Prints the lock.
    *
    * Example: `dagger call support-images --registry 127.0.0.1:5000 --sbom-dir dist/sbom/support`
    * Example: `dagger call support-images --resolve`
@@ -633,7 +645,7 @@ export class Stella {
    * @param registry registry to push to (default: 127.0.0.1:5000)
    * @param namespace repository namespace (default: stellaops)
    * @param services comma-separated support images (postgres, redis, object-store, queue,
-   *   otel-collector, nginx) (default: all)
+   *   otel-collector, nginx, registry) (default: all)
    * @param resolve resolve the upstream references (catalog upstreamImage) to digests instead of
    *   building
    * @param mirrors with --resolve: registry=host[:port],… to ask instead (a mirror)
@@ -780,16 +792,22 @@ export class Stella {
   /**
    * Smoke-test the Compose quickstart (deploy/compose/) on a fresh Docker daemon (own empty
    * data-root and socket, started and stopped here; needs root) or the one --docker-host names:
-   * quickstart.sh --check, then quickstart.sh --images, timed to all-healthy and to the console
-   * answering; only loopback listeners; conseiller/excitator /capabilities merge: false; the
-   * seed through the API; a re-run recreates nothing; with --round-trip backup, reset and
-   * restore compared row for row and byte for byte. Prints the report; fails listing each check
-   * that did not hold.
+   * quickstart.sh --check, then quickstart.sh --images (or, air-gapped, quickstart.sh --bundle:
+   * verify the bundle, load it into the registry the script starts from the bundle, run from
+   * there), timed to all-healthy and to the console answering; only loopback listeners;
+   * conseiller/excitator /capabilities merge: false; the seed through the API; a re-run
+   * recreates nothing; with --round-trip backup, reset and restore compared row for row and byte
+   * for byte. Prints the report; fails listing each check that did not hold.
    *
    * Example: `dagger call smoke-compose --images dist/build.json --round-trip --expose-public --tls`
+   * Example: `dagger call smoke-compose --bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub`
    *
    * @param images build document of the StellaOps images to run (from build --output), e.g.
-   *   dist/build.json
+   *   dist/build.json (default: required unless --bundle)
+   * @param bundle an air-gap bundle to install instead (stella-bundle-<version>.tar.zst):
+   *   quickstart.sh --bundle
+   * @param publicKey with --bundle: the release key its checksums must be signed with (default: the
+   *   bundle's own key (integrity only))
    * @param dockerHost Docker daemon to use (unix:// or tcp://), e.g. a Docker-in-Docker service
    *   (default: start a fresh daemon (root))
    * @param supportLock a candidate support image lock to run instead of the committed one (default:
@@ -806,7 +824,9 @@ export class Stella {
    */
   @func({ cache: 'never' })
   async smokeCompose(
-    images: File,
+    images?: File,
+    bundle?: File,
+    publicKey?: File,
     dockerHost?: string,
     supportLock?: File,
     timeout?: number,
@@ -817,6 +837,8 @@ export class Stella {
   ): Promise<string> {
     return inToolboxWithDocker(this.source, 'smokeCompose', {
       images,
+      bundle,
+      publicKey,
       dockerHost,
       supportLock,
       timeout,
@@ -1115,17 +1137,24 @@ export class Stella {
   /**
    * Smoke-test the air-gap install: in a network namespace with nothing but loopback (no route:
    * proven by the empty routing table and by connections outside that fail), a registry of its
-   * own, bundle-load of the bundle into it (verified, pushed, re-verified), then the quickstart
-   * (smoke-compose, a fresh Docker daemon in the namespace) from that registry until every
-   * service is healthy. Needs root. Prints the report with timings; fails listing each check
-   * that did not hold.
+   * own, bundle-load of the bundle into it (verified, pushed, re-verified), then quickstart.sh
+   * --bundle on a fresh Docker daemon in the namespace (the bundle verified, loaded with load.sh
+   * into the registry the script starts from the bundle, the quickstart run from it) until every
+   * service is healthy; with --kubeconfig also the chart of the bundle (values-airgap.yaml,
+   * global.imageRegistry, bundled mode) installed on that cluster from a registry on this host
+   * that only bundle-load filled, every pod Ready on the bundle digests. Needs root. Prints the
+   * report with timings; fails listing each check that did not hold.
    *
    * Example: `dagger call smoke-airgap --bundle dist/stella-bundle-v1.4.0.tar.zst --public-key dist/keys/cosign.pub`
+   * Example: `dagger call smoke-airgap --bundle dist/stella-bundle-v1.4.0.tar.zst --kubeconfig /var/lib/stella-cluster/kubeconfig/admin.conf --kubectl-dir /var/cache/stella-tools/kubernetes/v1.37.2-15a366288c0d1745`
    *
    * @param bundle the bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst
    * @param publicKey public key to trust (PEM) (default: the bundle's own)
    * @param timeout seconds the quickstart waits for readiness (default: 300)
    * @param noCompose verify and load only; do not bring the quickstart up
+   * @param kubeconfig a cluster to install the bundle's chart on (bundled mode), e.g. the one bash
+   *   scripts/cluster.sh up prints (default: no Helm phase)
+   * @param kubectlDir the folder holding kubectl (default: PATH)
    * @param workDir directory of the registry, relocated files and install (default: a temporary
    *   directory, removed after)
    */
@@ -1135,8 +1164,18 @@ export class Stella {
     publicKey?: File,
     timeout?: number,
     noCompose?: boolean,
+    kubeconfig?: File,
+    kubectlDir?: string,
     workDir?: string,
   ): Promise<string> {
-    return inToolbox(this.source, 'smokeAirgap', { bundle, publicKey, timeout, noCompose, workDir });
+    return inToolbox(this.source, 'smokeAirgap', {
+      bundle,
+      publicKey,
+      timeout,
+      noCompose,
+      kubeconfig,
+      kubectlDir,
+      workDir,
+    });
   }
 }

@@ -8,6 +8,9 @@
 #   ./quickstart.sh --tls                also the tls profile: nginx terminating TLS for console and API
 #   ./quickstart.sh --tls --tls-cert FILE --tls-key FILE   ... with your certificate (else a generated CA)
 #   ./quickstart.sh --timeout SECONDS    how long to wait for readiness (default 300)
+#   ./quickstart.sh --bundle FILE        air-gapped: verify the bundle, load it into a registry it
+#                                        starts (or --registry HOST), run its quickstart from there
+#                                        [--dir DIR] [--public-key cosign.pub] [--plain-http]
 #
 # The steps, in order (each safe to run twice; a re-run changes nothing):
 #   1. pre-flight, no side effect: Docker and Compose versions, CPU/RAM/disk as Docker sees them,
@@ -37,23 +40,40 @@ tls_flag=0
 tls_cert=""
 tls_key=""
 timeout=""
+bundle=""
+bundle_dir=""
+public_key=""
+plain_http=0
+passthrough=()
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --check) check_only=1 ;;
     --images) images_doc="${2:?--images needs a build document (build.json)}"; shift ;;
     --registry) registry="${2:?--registry needs a host, e.g. registry.example.com:5000}"; shift ;;
-    --tls) tls_flag=1 ;;
-    --tls-cert) tls_cert="${2:?--tls-cert needs a PEM certificate file (the chain, leaf first)}"; shift ;;
-    --tls-key) tls_key="${2:?--tls-key needs the PEM private key file of --tls-cert}"; shift ;;
-    --timeout) timeout="${2:?--timeout needs seconds}"; shift ;;
+    --tls) tls_flag=1; passthrough+=("$1") ;;
+    --tls-cert) tls_cert="${2:?--tls-cert needs a PEM certificate file (the chain, leaf first)}"; passthrough+=("$1" "$(abs_path "$2")"); shift ;;
+    --tls-key) tls_key="${2:?--tls-key needs the PEM private key file of --tls-cert}"; passthrough+=("$1" "$(abs_path "$2")"); shift ;;
+    --timeout) timeout="${2:?--timeout needs seconds}"; passthrough+=("$1" "$2"); shift ;;
+    --bundle) bundle="${2:?--bundle needs the bundle file (stella-bundle-vX.Y.Z.tar.zst)}"; shift ;;
+    --dir) bundle_dir="${2:?--dir needs a directory (where the bundle is extracted and installed)}"; shift ;;
+    --public-key) public_key="$(abs_path "${2:?--public-key needs the public key file of the release (cosign.pub)}")"; shift ;;
+    --plain-http) plain_http=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument $1" ;;
   esac
   shift
 done
+if [[ -n "$bundle" ]]; then
+  [[ -z "$images_doc" ]] || die "--bundle and --images exclude each other: the bundle pins its own images"
+  # shellcheck source-path=SCRIPTDIR
+  . "$(dirname "${BASH_SOURCE[0]}")/lib/bundle.sh"
+  b="$(basename "$bundle")"
+  bundle_quickstart "$(abs_path "$bundle")" "${bundle_dir:-$PWD/${b%.tar.zst}}" "$registry" "$plain_http" "$public_key" "$check_only" "${passthrough[@]}"
+fi
+[[ -z "$bundle_dir$public_key" && "$plain_http" == 0 ]] || die "--dir, --public-key and --plain-http go with --bundle FILE"
 [[ -z "$images_doc" || -f "$images_doc" ]] || die "--images $images_doc: no such file (the release's build document, e.g. dist/build.json)"
 timeout="${timeout:-$(setting STELLA_QUICKSTART_TIMEOUT 300)}"
 [[ -z "$tls_cert$tls_key" || ( -n "$tls_cert" && -n "$tls_key" ) ]] || die "--tls-cert and --tls-key go together (the certificate and its private key)"

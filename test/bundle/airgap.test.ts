@@ -1,29 +1,52 @@
 /**
  * smoke-airgap on this host: a release of the real images (this host's platform), the real
  * support images signed and attested as ours, their bundle; then, inside a network namespace
- * with nothing but loopback, the bundle verified and loaded into a registry of its own and the
- * quickstart run from that registry until every service is healthy.
+ * with nothing but loopback, the bundle verified and loaded into a registry of its own, and
+ * `quickstart.sh --bundle` run as an operator runs it (its own registry from the bundle, load.sh,
+ * the quickstart from there) until every service is healthy. Then, on the real cluster of
+ * scripts/cluster.sh (started here when it is not up, stopped after only then), the bundle's
+ * chart installed from a registry that only bundle-load filled.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smokeAirgap, type SmokeAirgapReport } from '../../ci/src/smoke/airgap.ts';
 import { generateKeyPair } from '../../ci/src/sign/index.ts';
+import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
+import type { StepTiming } from '../../ci/src/release/progress.ts';
+import { sha256File } from '../../ci/src/base/fetch.ts';
 import { dockerEngine, skipUnless, tool } from '../helpers/tools.ts';
+import { runForStatus } from '../../ci/src/base/exec.ts';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 const NODE = join(ROOT, 'node_modules/.bin/node');
 const REGISTRY = process.env.STELLA_REGISTRY ?? '127.0.0.1:5000';
-const NS = 'stellaops-airgap';
+// A namespace per run: the rc's tags are immutable, and the shared registry keeps them across runs.
+const NS = `stellaops-airgap-${process.pid}-${Date.now().toString(36)}`;
 const root = process.getuid?.() === 0;
-const skip = skipUnless([tool('docker-registry'), tool('ip'), dockerEngine(), ...(root ? [] : [{ name: 'root', ok: false, hint: 'needs root for ip netns and a Docker daemon' }])], 'smoke-airgap');
+const skip = skipUnless([tool('docker-registry'), tool('ip'), tool('oras'), tool('zstd'), dockerEngine(), ...(root ? [] : [{ name: 'root', ok: false, hint: 'needs root for ip netns and a Docker daemon' }])], 'smoke-airgap');
+// The Helm phase needs what scripts/cluster.sh needs (test/cluster/cluster.test.ts runs the same cluster).
+const skipHelm =
+  skip ||
+  skipUnless(
+    [...['go', 'gcc', 'containerd', 'runc', 'iptables', 'helm'].map((t) => tool(t)), { name: 'the CNI plugins (/usr/lib/cni/bridge)', ok: existsSync('/usr/lib/cni/bridge'), hint: 'scripts/host-setup.sh installs containernetworking-plugins' }],
+    "smoke-airgap's Helm phase on the cluster of scripts/cluster.sh",
+  );
+let clusterStarted = false;
 
+const VERSION = 'v0.0.1-rc.1';
 let work: string;
 let report: SmokeAirgapReport;
+let bundleRecord: ReleaseRecord['bundle'];
+let bundleStep: StepTiming | undefined;
+let rerunBundle: { record: ReleaseRecord['bundle']; step: StepTiming | undefined; smoke: StepTiming | undefined };
+let rc: ReleaseRecord;
+let promoted: { status: number | null; stdout: string; stderr: string };
+const runFor = (cmd: string, args: string[]) => runForStatus(cmd, args, { cwd: ROOT, env: { ...process.env }, timeoutMs: 600_000 });
 const cli = async (args: string[]) => (await run(NODE, ['ci/src/cli.ts', ...args], { cwd: ROOT, maxBuffer: 64 << 20, env: { ...process.env, STELLA_BASE_LOCK_POLICY: 'refresh-if-unavailable' } })).stdout;
 
 beforeAll(async () => {
@@ -35,24 +58,56 @@ beforeAll(async () => {
   const key = ['--key', `file:${join(work, 'cosign.key')}`];
   const rev = ['--git-commit', '0'.repeat(40), '--source-date-epoch', '1700000000'];
   const t = Date.now();
-  const base = JSON.parse(await cli(['build-base', '--registry', REGISTRY, '--namespace', NS, '--oci-layout', join(work, 'base'), ...rev])) as { ref: string };
-  const platform = `linux/${process.arch === 'arm64' ? 'arm64' : 'amd64'}`;
-  await cli(['build', '--version', 'edge', '--base', `oci:${join(work, 'base')}`, '--registry', REGISTRY, '--namespace', NS, '--platforms', platform, '--output', join(work, 'build.json'), ...rev]);
-  const images = ['--images', join(work, 'build.json')];
-  await cli(['sbom', ...images, ...key, ...rev]);
-  await cli(['sign', ...images, ...key]);
-  await cli(['provenance', ...images, '--version', 'edge', '--base', base.ref, ...key, ...rev]);
-  // The support images as a release leaves them: built (cached), pushed, signed and attested.
-  await cli(['support-images', '--registry', REGISTRY, '--sbom-dir', join(work, 'sbom'), '--lock-file', join(work, 'support.lock.json')]);
-  await cli(['attest-support-images', '--version', 'edge', '--support-lock', join(work, 'support.lock.json'), '--sbom-dir', join(work, 'sbom'), ...key, ...rev]);
-  await cli(['bundle', ...images, '--version', 'edge', '--support-lock', join(work, 'support.lock.json'), ...key, '--out', join(work, 'out'), ...rev]);
+  // The release as a release manager runs it: an rc with the support images built (so the
+  // bundle step can attest them under the release key), the bundle made by its bundle step, and
+  // with --smoke its smoke slot: smoke-airgap, whose compose phase is quickstart.sh --bundle in a
+  // network namespace with no route.
+  const release = (out: string, ...more: string[]) => cli(['release', '--version', VERSION, '--registry', REGISTRY, '--namespace', NS, '--support-images', 'build', ...key, ...rev, '--out', out, ...more]);
+  const first = JSON.parse(await release(join(work, 'dist'), '--smoke')) as ReleaseRecord;
+  rc = first;
+  bundleRecord = first.bundle;
+  bundleStep = first.steps?.find((x) => x.step === 'bundle');
+  // A re-release with nothing changed keeps the bundle it made.
+  const again = JSON.parse(await release(join(work, 'dist'))) as ReleaseRecord;
+  rerunBundle = { record: again.bundle, step: again.steps?.find((x) => x.step === 'bundle'), smoke: again.steps?.find((x) => x.step === 'smoke') };
+  // The rc's smoke record is what promote checks (dry run: nothing is tagged). After the re-run,
+  // dist/release.json is the re-run's (no smoke there): the first run's record is kept aside.
+  writeFileSync(join(work, 'rc-release.json'), JSON.stringify(first));
+  promoted = await runFor(NODE, ['ci/src/cli.ts', 'promote', '--rc-record', join(work, 'rc-release.json'), '--public-key', join(work, 'cosign.pub'), '--dry-run', '--out', join(work, 'promoted')]);
   console.log(`smoke-airgap: release, support images and bundle in ${((Date.now() - t) / 1000).toFixed(0)} s`);
-  report = await smokeAirgap({ source: ROOT, bundle: join(work, 'out', 'stella-bundle-edge.tar.zst'), publicKey: join(work, 'cosign.pub'), workDir: join(work, 'airgap'), timeoutSeconds: 420, progress: (l) => console.log(`smoke-airgap: ${l}`) });
-  console.log(`smoke-airgap: load ${report.seconds.load} s; quickstart ${report.seconds.compose} s (start → healthy ${report.seconds.startToHealthy} s)`);
+  let cluster: { kubeconfig: string; kubectlDir: string } | undefined;
+  if (!skipHelm) {
+    const up = await run('bash', [join(ROOT, 'scripts/cluster.sh'), 'up'], { timeout: 45 * 60_000, maxBuffer: 16 << 20 });
+    const [kubeconfig, how] = up.stdout.trim().split('\n');
+    clusterStarted = how === 'started';
+    cluster = { kubeconfig: kubeconfig!, kubectlDir: readFileSync(join(kubeconfig!, '../../bin'), 'utf8').trim() };
+    console.log(`smoke-airgap: cluster ${how} (${kubeconfig})`);
+  }
+  // The isolation, the load and (with the cluster) the chart, reported in detail; the compose
+  // phase ran in the release's smoke step above.
+  report = await smokeAirgap({ source: ROOT, bundle: bundleRecord!.path, publicKey: join(work, 'cosign.pub'), workDir: join(work, 'airgap'), compose: false, timeoutSeconds: 420, ...(cluster ?? {}), progress: (l) => console.log(`smoke-airgap: ${l}`) });
+  console.log(`smoke-airgap: load ${report.seconds.load} s; helm: load ${report.seconds.helmLoad ?? '-'} s, install ${report.seconds.helmInstall ?? '-'} s`);
 }, 3_000_000);
 
-afterAll(() => {
+afterAll(async () => {
+  if (clusterStarted) await run('bash', [join(ROOT, 'scripts/cluster.sh'), 'down'], { timeout: 10 * 60_000 });
   if (work) rmSync(work, { recursive: true, force: true });
+}, 11 * 60_000);
+
+describe.skipIf(skip)('the release makes the bundle (its bundle step)', () => {
+  it('writes stella-bundle-<version>.tar.zst into dist/ and records its sha256 in release.json', async () => {
+    expect(bundleStep?.status).toBe('done');
+    expect(bundleRecord?.path).toBe(join(work, 'dist', `stella-bundle-${VERSION}.tar.zst`));
+    expect(await sha256File(bundleRecord!.path)).toBe(bundleRecord!.sha256);
+    expect(readFileSync(`${bundleRecord!.path}.sha256`, 'utf8')).toBe(`${bundleRecord!.sha256}  stella-bundle-${VERSION}.tar.zst\n`);
+  });
+
+  it('keeps that bundle on a re-release with nothing changed', () => {
+    expect(rerunBundle.step?.did).toMatch(/^unchanged: /);
+    expect(rerunBundle.record).toEqual(bundleRecord);
+    expect(rerunBundle.smoke?.status).toBe('skipped');
+    expect(rerunBundle.smoke?.did).toMatch(/release --smoke/);
+  });
 });
 
 describe.skipIf(skip)('smoke-airgap: install from the bundle with no network', () => {
@@ -63,12 +118,31 @@ describe.skipIf(skip)('smoke-airgap: install from the bundle with no network', (
   });
 
   it('verifies and loads the bundle there, every image re-verified from the registry inside', () => {
-    expect(report.images).toBeGreaterThanOrEqual(17);
-    expect(report.failures.filter((f) => !f.startsWith('quickstart:'))).toEqual([]);
+    expect(report.images).toBeGreaterThanOrEqual(18);
+    expect(report.failures.filter((f) => !f.startsWith('quickstart:') && !f.startsWith('helm:'))).toEqual([]);
   });
 
-  it('brings the quickstart up from that registry until every service is healthy', () => {
-    expect(report.compose?.failures).toEqual([]);
-    expect(report.seconds.startToHealthy).toBeGreaterThan(0);
+  it("release --smoke: quickstart.sh --bundle (its own registry from the bundle, load.sh) healthy in the namespace, recorded with the rc's digests", () => {
+    expect(rc.smoke).toHaveLength(1);
+    const r = rc.smoke![0]!;
+    expect(r.smoke).toBe('smoke-airgap');
+    expect(r.failures).toEqual([]);
+    expect(r.passed).toBe(true);
+    expect(r.images).toEqual(rc.images.map((i) => ({ service: i.service, digest: i.digest })));
+    expect(rc.steps?.find((x) => x.step === 'smoke')?.did).toBe('smoke-airgap passed');
+  });
+
+  it('promote accepts the rc on that smoke record (dry run)', () => {
+    expect(promoted.status, promoted.stderr.slice(-2000)).toBe(0);
+    expect(promoted.stdout + promoted.stderr).toMatch(/smoke-airgap/);
+  });
+
+  it.skipIf(skipHelm)("installs the bundle's chart on a real cluster from a registry only the bundle filled", () => {
+    const h = report.helm!;
+    expect(h.failures).toEqual([]);
+    expect(h.repositories.length).toBeGreaterThanOrEqual(18);
+    expect(Object.keys(h.pods).length).toBeGreaterThanOrEqual(14);
+    expect(Object.values(h.pods).every((p) => p === 'Ready')).toBe(true);
+    for (const im of h.images) expect(im.startsWith(`${h.registry}/`) && /@sha256:[0-9a-f]{64}$/.test(im)).toBe(true);
   });
 });

@@ -382,3 +382,42 @@ describe.skipIf(skip)('bundle: differential', () => {
     cpSync(diff.file, join(work, 'keep-diff.tar.zst'));
   });
 });
+
+describe.skipIf(skip)('bundle: what travels', () => {
+  it('names every platform image with its config and layers in platforms.txt, for docker load without a registry', async () => {
+    const v = await verifyBundle({ file: first.file, publicKeyPem, dest: join(work, 'platforms'), keep: true });
+    const l = validateImagesLock(JSON.parse(readFileSync(join(v.dir, BundlePath.imagesLock), 'utf8')));
+    const lines = readFileSync(join(v.dir, BundlePath.platformPlan), 'utf8').split('\n').filter((x) => x && !x.startsWith('#'));
+    expect(lines).toHaveLength(l.images.reduce((n, im) => n + Object.keys(im.platforms).length, 0));
+    for (const line of lines) {
+      const [name, path, platform, manifest, config, ...layers] = line.split(' ');
+      const im = l.images.find((x) => x.name === name)!;
+      expect(im.repository.endsWith(`/${path}`)).toBe(true);
+      expect(im.platforms[platform!]).toBe(manifest);
+      const m = JSON.parse(readFileSync(join(v.dir, 'images/blobs/sha256', manifest!.slice(7)), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] };
+      expect(config).toBe(m.config.digest);
+      expect(layers).toEqual(m.layers.map((x) => x.digest));
+      for (const d of [config!, ...layers]) expect(existsSync(join(v.dir, 'images/blobs/sha256', d.slice(7)))).toBe(true);
+    }
+  });
+
+  it('leaves out a signature made with another key (a registry signed again), and still verifies', async () => {
+    const api = images.images.find((i) => i.service === 'api')!;
+    const other = loadPrivateKey(generateKeyPair('').privateKeyPem, '');
+    await signStep({ images: { images: [api] }, registries, signing: signingWithKey(other) }, io);
+    const client = new RegistryClient({ registry: source.host });
+    const repo = api.repository.slice(api.repository.indexOf('/') + 1);
+    const onSource = await client.referrers(repo, api.digest);
+    const before = validateImagesLock(JSON.parse(readFileSync(join((await verifyBundle({ file: first.file, publicKeyPem, dest: join(work, 'before-foreign'), keep: true })).dir, BundlePath.imagesLock), 'utf8')));
+    const carried = before.images.find((i) => i.name === 'api')!.referrers.filter((r) => r.subject === api.digest).map((r) => r.digest);
+    const foreign = onSource.map((r) => r.digest).filter((d) => !carried.includes(d));
+    expect(foreign.length).toBeGreaterThanOrEqual(1);
+
+    // (The legacy .sig manifest now holds both signatures, as cosign's format does: it travels whole.)
+    const again = await create(join(work, 'foreign'));
+    const after = validateImagesLock(JSON.parse(readFileSync(join((await verifyBundle({ file: again.file, publicKeyPem, dest: join(work, 'after-foreign'), keep: true })).dir, BundlePath.imagesLock), 'utf8')));
+    const now = after.images.find((i) => i.name === 'api')!.referrers.map((r) => r.digest);
+    for (const d of foreign) expect(now).not.toContain(d);
+    expect([...now].sort()).toEqual(before.images.find((i) => i.name === 'api')!.referrers.map((r) => r.digest).sort());
+  });
+});

@@ -7,7 +7,7 @@
  * then it runs in .ci/run.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +164,34 @@ describe.skipIf(SKIP)('the released chart, rendered', () => {
     }
     const api = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'stella-api')!;
     expect(podSpecOf(api)!.containers[0]!.env!.find((e) => e.name === 'STELLA_QUEUE_URL')?.value).toBe('nats://stella-queue:4222');
+  });
+
+  it('bundled mode: a regular Job of the release (no hook) creates the bucket with the quickstart\'s script, the API image and its own allows', () => {
+    const objs = render([...VARIANTS.bundled!, '--set', 'objectStore.bucket=lab-bucket']);
+    const job = objs.find((o) => o.kind === 'Job' && o.metadata.name === 'stella-object-store-init-1');
+    expect(job, 'the bucket Job, named after the release revision').toBeDefined();
+    expect(job!.metadata.annotations?.['helm.sh/hook']).toBeUndefined();
+    const c = podSpecOf(job!)!.containers[0]! as any;
+    expect(c.image).toBe(`127.0.0.1:5000/stellaops/stella-api@${build.images.find((i) => i.service === 'api')!.digest}`);
+    expect([...c.command, ...c.args]).toEqual(['/nodejs/bin/node', '/init/stella-init.mjs', 'bucket']);
+    const env = Object.fromEntries((c.env as { name: string; value: string }[]).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({ ENDPOINT: 'http://stella-object-store:9000', BUCKET: 'lab-bucket', REGION: 'us-east-1' });
+    expect(Number(env.TIMEOUT_SECONDS)).toBe((job!.spec as any).activeDeadlineSeconds);
+    // The script is the Compose quickstart's object-store-init, byte for byte.
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'stella-object-store-init') as any;
+    expect(cm.data['stella-init.mjs']).toBe(readFileSync(join(ROOT, 'deploy/compose/init/stella-init.mjs'), 'utf8'));
+    const creds = (podSpecOf(job!) as any).volumes.find((v: any) => v.secret).secret;
+    expect(creds.secretName).toBe('stella-bundled-credentials');
+    expect(creds.items.map((i: any) => i.key).sort()).toEqual(['object-store-access-key', 'object-store-secret-key']);
+    // The default deny is lifted for it: DNS and the store's S3 port out; the store lets it in.
+    const own = objs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'stella-object-store-init') as any;
+    expect(own.spec.ingress).toEqual([]);
+    const toStore = own.spec.egress.find((e: any) => e.to[0].podSelector?.matchLabels['app.kubernetes.io/component'] === 'object-store');
+    expect(toStore.ports).toEqual([{ protocol: 'TCP', port: 9000 }]);
+    const store = objs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'stella-object-store') as any;
+    expect(store.spec.ingress.some((r: any) => r.from[0].podSelector.matchLabels['app.kubernetes.io/component'] === 'object-store-init' && r.ports[0].port === 9000)).toBe(true);
+    // External mode: the operator's bucket; the chart renders no bucket Job.
+    expect(render([]).some((o) => o.metadata.name.startsWith('stella-object-store-init'))).toBe(false);
   });
 
   it('the schema refuses an unknown key, naming its path', () => {

@@ -238,8 +238,15 @@ describe.skipIf(SKIP || process.env.STELLA_SMOKE_HELM === '0')('smoke-helm on th
   it('has no failures at all', () => {
     expect(report.failures).toEqual([]);
   });
-  it('needed no workaround beyond the known chart gap (the bundled bucket), listed for the chart to close', () => {
-    // When the chart creates the bundled bucket itself, this list becomes empty: drop the entry here then.
-    expect(report.workarounds.filter((w) => !w.startsWith('bundled mode: the chart creates no object store bucket'))).toEqual([]);
+  it('bundled: the chart\'s own bucket Job created the bucket (one Job per revision, completed after install, upgrade and rollback)', () => {
+    const jobs = report.modes.bundled!.bucketJobs!;
+    expect(Object.keys(jobs).sort()).toEqual(['install', 'rollback', 'upgrade']);
+    expect(jobs.install).toMatch(/^smoke-stella-object-store-init-1\b/);
+    expect(jobs.upgrade).toMatch(/^smoke-stella-object-store-init-2\b/);
+    // A rollback re-applies revision 1's manifest, its Job included (run once more: idempotent).
+    expect(jobs.rollback).toMatch(/^smoke-stella-object-store-init-1\b/);
+  });
+  it('needed no workaround: the smoke does nothing the chart should do', () => {
+    expect(report.workarounds).toEqual([]);
   });
 });

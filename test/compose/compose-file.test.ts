@@ -173,7 +173,7 @@ describe('.env.example', () => {
 describe('the scripts', () => {
   const shellcheck = findTool('shellcheck');
   it.skipIf(skipUnless(['shellcheck'], 'shellcheck of deploy/compose/*.sh'))('are shellcheck-clean', () => {
-    const r = spawnSync(shellcheck!, ['-x', 'quickstart.sh', 'backup.sh', 'reset.sh', 'lib/common.sh'], { cwd: DIR, encoding: 'utf8' });
+    const r = spawnSync(shellcheck!, ['-x', 'quickstart.sh', 'backup.sh', 'reset.sh', 'lib/common.sh', 'lib/bundle.sh'], { cwd: DIR, encoding: 'utf8' });
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
@@ -193,6 +193,61 @@ describe('the scripts', () => {
     expect(r.stderr).toMatch(/nothing was changed/);
     expect(existsSync(join(dir, '.env'))).toBe(false);
     expect(existsSync(join(dir, '.secrets'))).toBe(false);
+  });
+
+  it('--bundle: pre-flight names a missing bundle and a bad name, refuses --images with it, and changes nothing', () => {
+    const dir = install();
+    const env = { PATH: process.env.PATH, HOME: dir, DOCKER_HOST: `unix://${dir}/no-such.sock` };
+    const r = spawnSync('bash', ['quickstart.sh', '--check', '--bundle', 'missing.tar.zst', '--dir', join(dir, 'b')], { cwd: dir, encoding: 'utf8', env });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--bundle \S*missing\.tar\.zst: no such readable file/);
+    expect(r.stderr).toMatch(/not a bundle's name \(stella-bundle-<version>\.tar\.zst\)/);
+    expect(r.stderr).toMatch(/docker: the engine does not answer/);
+    expect(r.stderr).toMatch(/nothing was changed/);
+    expect(existsSync(join(dir, 'b'))).toBe(false);
+    const both = spawnSync('bash', ['quickstart.sh', '--bundle', 'x.tar.zst', '--images', 'build.json'], { cwd: dir, encoding: 'utf8', env });
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/--bundle and --images exclude each other/);
+    const stray = spawnSync('bash', ['quickstart.sh', '--check', '--plain-http'], { cwd: dir, encoding: 'utf8', env });
+    expect(stray.status).toBe(1);
+    expect(stray.stderr).toMatch(/go with --bundle FILE/);
+  });
+
+  it.skipIf(skipUnless(['tar', 'zstd', 'oras', { name: 'a Docker engine', ok: spawnSync('docker', ['info'], { stdio: 'ignore' }).status === 0, hint: 'scripts/host-setup.sh starts dockerd' }], 'quickstart.sh --bundle against hostile archives'))('--bundle refuses an archive with a link, an absolute path or .., before writing anything', () => {
+    const dir = install();
+    const make = (name: string, build: (d: string) => string[]) => {
+      const src = mkdtempSync(join(scratch, 'hostile-'));
+      writeFileSync(join(src, 'bundle.json'), '{}');
+      const entries = build(src);
+      const file = join(scratch, `stella-bundle-${name}.tar.zst`);
+      const t = spawnSync('bash', ['-c', `set -o pipefail; tar -c -C "${src}" -P ${entries.map((e) => `'${e}'`).join(' ')} | zstd -q -o "${file}" -f`], { encoding: 'utf8' });
+      expect(t.status, t.stderr).toBe(0);
+      return file;
+    };
+    const outside = join(scratch, 'outside');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(scratch, 'abs-target'), 'x');
+    const cases = {
+      link: make('link', (d) => {
+        symlinkSync(outside, join(d, 'images'));
+        return ['bundle.json', 'images'];
+      }),
+      dotdot: make('dotdot', (d) => {
+        mkdirSync(join(d, 'sub'));
+        writeFileSync(join(d, 'evil'), 'x');
+        return ['bundle.json', 'sub/../evil'];
+      }),
+      absolute: make('absolute', () => ['bundle.json', join(scratch, 'abs-target')]),
+    };
+    for (const [name, file] of Object.entries(cases)) {
+      const target = join(dir, `t-${name}`);
+      const r = spawnSync('bash', ['quickstart.sh', '--bundle', file, '--dir', target], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: dir, STELLA_BUNDLE_REGISTRY_PORT: '1' } });
+      expect(r.status, `${name}: ${r.stderr}`).toBe(1);
+      expect(r.stderr, name).toMatch(/the bundle holds entries that are not plain files inside the folder \(refused, nothing extracted\)/);
+      expect(existsSync(join(target, 'bundle')), name).toBe(false);
+      expect(readdirSync(target), name).toEqual([]);
+    }
+    expect(readdirSync(outside)).toEqual([]);
   });
 
   it('pre-flight without docker on PATH says how to install it', () => {

@@ -4,7 +4,8 @@
  * set) and an app layer carrying /app/sbom.spdx.json, as the real build writes
  * them; two platforms per index. Fast to make, so the tests can build many.
  */
-import { readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { createLayer, type Layer } from '../../ci/src/oci/layer.ts';
 import { MediaType, descriptorOf, jsonBytes, type ImageIndex, type ImageManifest } from '../../ci/src/oci/types.ts';
 import { RegistryClient } from '../../ci/src/registry/index.ts';
@@ -78,4 +79,22 @@ export async function filterReferrers(client: RegistryClient, repo: string, subj
   const idx = JSON.parse(new TextDecoder().decode((await client.getManifest(repo, tag)).bytes)) as ImageIndex;
   const next = { ...idx, manifests: idx.manifests.filter((m) => keep(m as never)) };
   await client.putManifest(repo, tag, jsonBytes(next), MediaType.ociIndex);
+}
+
+/**
+ * A checkout to edit without touching this one: what a release of the service images reads
+ * (docker/, services/, docs/install/, the package and lock files, tsconfig.base.json) copied
+ * into `dir`; ci/ and node_modules linked (the pipeline's own code, and the installed packages).
+ * No deploy/helm: the release skips its chart step.
+ */
+export function scratchSource(dir: string): string {
+  const root = join(import.meta.dirname, '..', '..');
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['docker', 'services', 'docs/install', 'package.json', 'package-lock.json', 'tsconfig.base.json']) {
+    cpSync(join(root, f), join(dir, f), { recursive: true, filter: (p) => !p.split('/').includes('node_modules') });
+  }
+  symlinkSync(join(root, 'ci'), join(dir, 'ci'));
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
+  if (existsSync(join(root, 'services', 'node_modules'))) symlinkSync(join(root, 'services', 'node_modules'), join(dir, 'services', 'node_modules'));
+  return dir;
 }

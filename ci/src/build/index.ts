@@ -20,6 +20,10 @@
  *     requested platforms, in order;
  *  6. write everything to the OCI layout and/or push it BY DIGEST (no tags: tagging is a publish step).
  *
+ * With `cache` (./cache.ts, what `release` uses), step 3 runs only for the services whose
+ * JavaScript inputs changed, and steps 4–6 only for the images whose inputs changed or that
+ * the registry lost; `buildReport` says which images the cache gave.
+ *
  * Bit-reproducible: timestamps come from sourceDateEpoch, layers and JSON are
  * deterministic, and nothing host-dependent (user names, absolute paths, now())
  * enters a blob. The same commit and base give the same digests.
@@ -51,7 +55,9 @@ import { copyLayerOptions, finishConfig, interpretDockerfile, parseDockerfile, r
 import { CachingSource, LayoutSink, LayoutSource, type ImageSink, type ImageSource } from './stores.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { RegistrySink, RegistrySource, type BlobLocations, type BuildRegistryOptions } from './registry.ts';
+import { BuildCache, FileHashes, builderDigest, contextDigest, imageKey, jsKey } from './cache.ts';
 
+export { BuildCache, type BuildCacheEntry } from './cache.ts';
 export { writeBuildDocument, readBuildDocument, validateBuildDocument, type BuildDocument, type BuiltImage } from './document.ts';
 import type { BuildDocument, BuiltImage } from './document.ts';
 
@@ -79,6 +85,14 @@ export interface BuildOptions {
   /** Credentials, retry policy… for the registry clients (base and push). */
   readonly registryOptions?: BuildRegistryOptions;
   readonly progress?: (line: string) => void;
+  /**
+   * The input cache (./cache.ts): an image whose inputs are those recorded in `file`, and
+   * whose digests the push registry still holds, is neither rebuilt nor pushed; its JavaScript
+   * bundle is not rebuilt either when its inputs and the bundle on disk are the recorded ones.
+   * `read: false` bypasses it (everything is built) and records the results anew. Needs `push`
+   * and no `ociLayout` (a cached image is written nowhere).
+   */
+  readonly cache?: { readonly file: string; readonly read?: boolean };
 }
 
 /** What services/build.ts exports (owned by the services engineers). */
@@ -137,6 +151,7 @@ export function validateBuildOptions(o: BuildOptions): Resolved {
     assertRepository(o.push.namespace, 'build push.namespace');
   }
   if (o.ociLayout !== undefined && (typeof o.ociLayout !== 'string' || o.ociLayout.length === 0)) bad('ociLayout is empty (expected a directory)');
+  if (o.cache && (!o.push || o.ociLayout !== undefined)) bad('the input cache needs push and no ociLayout (a cached image is pushed nowhere and written to no layout)');
   const services = o.services === undefined ? selectServices(undefined) : (() => {
     if (o.services.length === 0) bad('services is empty (omit it to build all 11)');
     const seen = new Set<string>();
@@ -258,8 +273,28 @@ async function runJavaScriptBuild(o: BuildOptions, context: string, services: re
   progress(`javascript: ${services.length} service bundle(s) in ${elapsed(t0)} (built once, natively; architecture-independent)`);
 }
 
+/** How one image of a build came about. */
+export interface ImageOutcome {
+  readonly service: string;
+  /** The input cache gave the image: its recorded digests, present in the registry; nothing assembled or pushed. */
+  readonly cached: boolean;
+  /** Its JavaScript bundle was the recorded one (the JavaScript build did not run for it). */
+  readonly jsCached: boolean;
+}
+
+export interface BuildReport {
+  readonly document: BuildDocument;
+  /** One per image, in the document's order. */
+  readonly images: readonly ImageOutcome[];
+}
+
 /** Runs the build (steps 1–6 above) and returns the build document. */
 export async function build(o: BuildOptions): Promise<BuildDocument> {
+  return (await buildReport(o)).document;
+}
+
+/** `build`, also saying which images the input cache (BuildOptions.cache) gave. */
+export async function buildReport(o: BuildOptions): Promise<BuildReport> {
   const progress = o.progress ?? (() => {});
   const resolved = validateBuildOptions(o);
   const programs = readDockerfiles(o.source, resolved.services);
@@ -267,9 +302,14 @@ export async function build(o: BuildOptions): Promise<BuildDocument> {
   const context = ownContext ? mkdtempSync(join(tmpdir(), 'stella-build-')) : resolve(o.contextDir!);
   try {
     await mkdir(context, { recursive: true });
-    // 3. JavaScript, once.
-    await runJavaScriptBuild(o, context, resolved.services, progress);
-    return await assemble({ ...o, contextDir: context }, resolved, programs, progress);
+    const cached = o.cache ? await openCache(o, resolved, programs, context, true) : undefined;
+    // 3. JavaScript, once, for every bundle the cache does not hold.
+    const js = resolved.services.filter((s) => !cached?.keys.get(s.name)?.jsHit);
+    if (js.length) await runJavaScriptBuild(o, context, js, progress);
+    if (js.length < resolved.services.length) {
+      progress(`javascript: ${resolved.services.length - js.length} bundle(s) unchanged (same inputs, bundle as recorded in ${cached!.cache.file}): not rebuilt`);
+    }
+    return await assemble({ ...o, contextDir: context }, resolved, programs, progress, cached);
   } finally {
     if (ownContext) rmSync(context, { recursive: true, force: true });
   }
@@ -290,7 +330,8 @@ export async function buildImages(o: BuildOptions & { readonly contextDir: strin
       throw new StellaError('BUILD_FAILED', `build: ${join(o.contextDir, APP_DIST_DIR, s.name)} is missing (expected the JavaScript build's output for ${s.name})`);
     }
   }
-  return assemble(o, resolved, programs, progress);
+  const cached = o.cache ? await openCache(o, resolved, programs, o.contextDir, false) : undefined;
+  return (await assemble(o, resolved, programs, progress, cached)).document;
 }
 
 /** Step 2: parse every Dockerfile before any work, so an unsupported one fails fast. */
@@ -305,16 +346,106 @@ function readDockerfiles(source: string, services: readonly ServiceSpec[]): Map<
   return programs;
 }
 
-async function assemble(o: BuildOptions & { readonly contextDir: string }, resolved: Resolved, programs: ReadonlyMap<string, DockerfileProgram>, progress: (l: string) => void): Promise<BuildDocument> {
+function buildArgsOf(o: BuildOptions): Record<string, string> {
+  return { VERSION: o.version, GIT_COMMIT: o.gitCommit, BUILD_DATE: rfc3339(o.sourceDateEpoch), BASE_IMAGE: o.base };
+}
+
+/** Per service: the key of its JavaScript inputs, the context paths its COPY reads, and whether its bundle is the recorded one. */
+interface ServiceKeys {
+  readonly js: string;
+  /** COPY sources, relative to the context; undefined when they cannot be known without the base (then no cache). */
+  readonly sources?: readonly string[];
+  readonly jsHit: boolean;
+}
+
+interface OpenedCache {
+  readonly cache: BuildCache;
+  readonly hashes: FileHashes;
+  readonly keys: ReadonlyMap<string, ServiceKeys>;
+}
+
+async function openCache(o: BuildOptions, resolved: Resolved, programs: ReadonlyMap<string, DockerfileProgram>, context: string, withJs: boolean): Promise<OpenedCache> {
+  const cache = await BuildCache.open(o.cache!.file, { read: o.cache!.read !== false });
+  const hashes = new FileHashes();
+  const keys = new Map<string, ServiceKeys>();
+  for (const s of resolved.services) {
+    let sources: string[] | undefined;
+    try {
+      sources = interpretDockerfile(programs.get(s.name)!, { buildArgs: buildArgsOf(o), platform: resolved.platforms[0] }).copies.flatMap((c) => c.sources);
+    } catch {
+      sources = undefined; // COPY sources depend on the base's environment: built every time
+    }
+    const js = withJs ? jsKey(hashes, { source: o.source, service: s.name, version: o.version, gitCommit: o.gitCommit, buildDate: rfc3339(o.sourceDateEpoch) }) : '';
+    const e = cache.get(s.name);
+    const jsHit = withJs && sources !== undefined && e !== undefined && e.js === js && contextDigest(context, sources) === e.context;
+    keys.set(s.name, { js, sources, jsHit });
+  }
+  return { cache, hashes, keys };
+}
+
+/** The base as a content address for the cache key: its reference with the digest (a layout's single index.json entry when not given). */
+async function baseKeyOf(o: BuildOptions, base: BaseRef): Promise<string | undefined> {
+  if (base.digest) return o.base;
+  const entries = (await new OciLayout(base.where).readIndexJson()).manifests;
+  return entries.length === 1 ? `oci:${resolve(base.where)}@${entries[0]!.digest}` : undefined;
+}
+
+/** Runs `f` over `items`, at most `limit` at a time, keeping the order of results. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, f: (x: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) out[i] = await f(items[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+async function assemble(
+  o: BuildOptions & { readonly contextDir: string },
+  resolved: Resolved,
+  programs: ReadonlyMap<string, DockerfileProgram>,
+  progress: (l: string) => void,
+  cached?: OpenedCache,
+): Promise<BuildReport> {
   const { services, platforms, base } = resolved;
   const context = o.contextDir;
   const tStart = performance.now();
-
-  // 4. Base: the index, and per platform its manifest and config.
   const pushClient = o.push ? new RegistryClient({ ...o.registryOptions, registry: o.push.registry }) : undefined;
+  const buildArgsBase = buildArgsOf(o);
+  const repositoryOf = (s: ServiceSpec) => (o.push ? `${o.push.registry}/${o.push.namespace}/${s.image}` : s.image);
+
+  // The input cache: an image whose key matches its entry, and whose digests the registry still holds, is the result.
+  const reused = new Map<string, BuiltImage>();
+  const imageKeys = new Map<string, { context: string; image: string }>();
+  if (cached && pushClient) {
+    const builder = builderDigest(cached.hashes);
+    const baseKey = await baseKeyOf(o, base);
+    const candidates = services.flatMap((s) => {
+      const k = cached.keys.get(s.name)!;
+      if (!k.sources || !baseKey) return [];
+      const e = cached.cache.get(s.name);
+      const ctx = k.jsHit ? e!.context : contextDigest(context, k.sources);
+      const image = imageKey({ context: ctx, dockerfile: readFileSync(join(o.source, dockerfilePath(s.name)), 'utf8'), base: baseKey, platforms: platforms.map(platformName), buildArgs: buildArgsBase, builder, repository: repositoryOf(s) });
+      imageKeys.set(s.name, { context: ctx, image });
+      return e && e.image === image && e.repository === repositoryOf(s) ? [{ s, e }] : [];
+    });
+    const present = await mapLimit(candidates, 8, async ({ s, e }) => {
+      const repo = `${o.push!.namespace}/${s.image}`;
+      for (const d of [e.digest, ...Object.values(e.platforms)]) if (!(await pushClient.hasManifest(repo, d))) return false;
+      return true;
+    });
+    candidates.forEach(({ s, e }, i) => {
+      if (present[i]) reused.set(s.name, { service: s.name, repository: e.repository, digest: e.digest, platforms: { ...e.platforms } });
+      else progress(`stella-${s.name}: recorded index ${e.digest} is not in ${e.repository} any more: building it again`);
+    });
+  }
+  const toBuild = services.filter((s) => !reused.has(s.name));
+
+  // 4. Base: the index, and per platform its manifest and config (only when an image is built).
   const baseClient = base.kind === 'registry' ? (pushClient && o.push!.registry === base.where ? pushClient : new RegistryClient({ ...o.registryOptions, registry: base.where })) : undefined;
   const src = new CachingSource(baseClient ? new RegistrySource(baseClient, base.repository!) : new LayoutSource(new OciLayout(base.where)));
-  const basePlatforms = await readBase(src, base, platforms);
+  const basePlatforms = toBuild.length ? await readBase(src, base, platforms) : [];
   for (const b of basePlatforms) progress(`base ${platformName(b.platform)}: ${b.manifestDigest} (${b.manifest.layers.length} layer(s))`);
 
   const layout = o.ociLayout !== undefined ? await OciLayout.init(o.ociLayout) : undefined;
@@ -322,16 +453,21 @@ async function assemble(o: BuildOptions & { readonly contextDir: string }, resol
   // Blobs already on the push registry (mounted rather than uploaded again).
   const locations: BlobLocations = new Map();
   if (baseClient && baseClient === pushClient) for (const b of basePlatforms) for (const l of b.manifest.layers) locations.set(l.digest, base.repository!);
-  const buildArgsBase = { VERSION: o.version, GIT_COMMIT: o.gitCommit, BUILD_DATE: rfc3339(o.sourceDateEpoch), BASE_IMAGE: o.base };
   const images: BuiltImage[] = [];
 
   // 5–6. Per service: per platform app layer + config + manifest, then the index; written/pushed by digest.
   for (const s of services) {
-    const program = programs.get(s.name)!;
     const repoName = `stella-${s.name}`;
+    const repository = repositoryOf(s);
+    const hit = reused.get(s.name);
+    if (hit) {
+      progress(`${repoName}: index ${hit.digest} unchanged (same inputs as recorded in ${cached!.cache.file}; present in ${repository} by digest): not rebuilt or pushed`);
+      images.push(hit);
+      continue;
+    }
+    const program = programs.get(s.name)!;
     const sinks: ImageSink[] = [];
     if (layoutSink) sinks.push(layoutSink);
-    const repository = o.push ? `${o.push.registry}/${o.push.namespace}/${s.image}` : s.image;
     if (pushClient) sinks.push(new RegistrySink(pushClient, `${o.push!.namespace}/${s.image}`, locations));
 
     const layers = new Map<string, Layer>();
@@ -393,8 +529,13 @@ async function assemble(o: BuildOptions & { readonly contextDir: string }, resol
     for (const sink of sinks) await sink.putManifest(indexBytes, MediaType.ociIndex);
     if (layout) await layout.setIndexEntry(indexDesc, repoName);
     progress(`${repoName}: index ${indexDesc.digest} [${platforms.map(platformName).join(', ')}]${o.push ? ` pushed to ${repository}@${indexDesc.digest}` : ''}${layout ? ` written to oci:${layout.root}` : ''}`);
-    images.push({ service: s.name, repository, digest: indexDesc.digest, platforms: platformDigests });
+    const built: BuiltImage = { service: s.name, repository, digest: indexDesc.digest, platforms: platformDigests };
+    images.push(built);
+    const k = imageKeys.get(s.name);
+    if (cached && k) cached.cache.set(s.name, { js: cached.keys.get(s.name)!.js, context: k.context, image: k.image, repository, digest: built.digest, platforms: { ...platformDigests } });
   }
-  progress(`built ${images.length} image(s) × ${platforms.length} platform(s) in ${elapsed(tStart)}`);
-  return { images };
+  if (cached) await cached.cache.save();
+  const n = toBuild.length;
+  progress(`built ${n} image(s) × ${platforms.length} platform(s) in ${elapsed(tStart)}${reused.size ? `; ${reused.size} unchanged (input cache)` : ''}`);
+  return { document: { images }, images: images.map((i) => ({ service: i.service, cached: reused.has(i.service), jsCached: cached?.keys.get(i.service)?.jsHit === true })) };
 }

@@ -32,7 +32,8 @@ import { MediaType, type ImageIndex, type ImageManifest } from '../oci/types.ts'
 import { pullToLayout } from '../registry/copy.ts';
 import type { Registries, Signing } from '../release/context.ts';
 import { verifyImage } from '../release/verify.ts';
-import { emptyTrustedRoot, legacySignatureTag, signBlob, signBytes } from '../sign/index.ts';
+import { emptyTrustedRoot, legacySignatureTag, signBlob, signBytes, verifyBundle } from '../sign/index.ts';
+import { readBundle } from '../release/attach.ts';
 import { planTags } from '../tags/index.ts';
 import { listTree, writeArchive } from './archive.ts';
 import { formatChecksums, sha256File } from './checksums.ts';
@@ -146,6 +147,8 @@ async function collectImage(image: BundleImage, layout: OciLayout, o: CreateBund
   }
   const referrers: LockedReferrer[] = [];
   const seen = new Set<string>();
+  let foreign = 0;
+  const trust = o.signing.trust;
   // The index, each platform manifest, and (one level down) the referrers' own referrers.
   const queue: string[] = [image.digest, ...Object.values(platforms)];
   for (let depth = 0; depth < 2 && queue.length; depth++) {
@@ -154,6 +157,16 @@ async function collectImage(image: BundleImage, layout: OciLayout, o: CreateBund
       for (const r of await client.referrers(repo, subject)) {
         if (seen.has(r.digest)) continue;
         seen.add(r.digest);
+        // A signature or attestation travels only when it verifies under the release's trust:
+        // one made with another key (a registry signed again and again) is not ours to carry.
+        if (trust && r.artifactType === MediaType.sigstoreBundle) {
+          try {
+            verifyBundle(await readBundle({ client, repo, name: `${image.repository}@${subject}`, descriptor: { mediaType: r.mediaType, digest: subject, size: 0 } }, r), trust, { expectedSubjectDigest: subject });
+          } catch {
+            foreign++;
+            continue;
+          }
+        }
         await pullToLayout(client, repo, r.digest, layout.root);
         referrers.push({ subject, digest: r.digest, mediaType: r.mediaType, size: r.size, ...(r.artifactType ? { artifactType: r.artifactType } : {}) });
         queue.push(r.digest);
@@ -169,7 +182,7 @@ async function collectImage(image: BundleImage, layout: OciLayout, o: CreateBund
       legacy[tag] = d;
     }
   }
-  o.progress?.(`bundle: ${image.name}: ${Object.keys(platforms).length} platforms, ${referrers.length} referrers${Object.keys(legacy).length ? ', legacy signature' : ''} (${image.digest.slice(0, 19)})`);
+  o.progress?.(`bundle: ${image.name}: ${Object.keys(platforms).length} platforms, ${referrers.length} referrers${Object.keys(legacy).length ? ', legacy signature' : ''}${foreign ? `; ${foreign} signed by another key left out` : ''} (${image.digest.slice(0, 19)})`);
   return { name: image.name, kind: image.kind, repository: image.repository, digest: image.digest, platforms, referrers, legacy };
 }
 
@@ -330,6 +343,15 @@ export async function createBundle(o: CreateBundleOptions): Promise<CreatedBundl
       .map((im) => [im.repository.slice(im.repository.indexOf('/') + 1), im.digest, ...Object.entries(im.legacy).flat()].join(' '))
       .join('\n')}\n`,
   );
+  const platformLines: string[] = [];
+  for (const im of locked) {
+    const path = im.repository.slice(im.repository.indexOf('/') + 1);
+    for (const [platform, digest] of Object.entries(im.platforms).sort()) {
+      const m = await layout.readManifest(digest);
+      platformLines.push([im.name, path, platform, digest, m.config.digest, ...m.layers.map((l) => l.digest)].join(' '));
+    }
+  }
+  await writeFile(join(staging, BundlePath.platformPlan), `# <name> <repository path> <os/arch> <manifest digest> <config digest> <layer digest>…\n${platformLines.join('\n')}\n`);
 
   // 4. Checksums and signatures.
   for (const f of SIGNATURE_FILES) await rm(join(staging, f), { force: true });

@@ -10,6 +10,8 @@
  *                                         manifests; each blob stored once
  *     images.lock.json                  every image: repository, index and platform digests, referrers
  *     images.txt                        the same, one line per image, for load.sh (no JSON parser needed)
+ *     platforms.txt                     each image's platform manifests, config and layers, one line per
+ *                                         image and platform (quickstart.sh --bundle: docker load)
  *     compose/                          the quickstart, every image pinned by digest
  *     helm/stella-<chart version>.tgz   the packaged chart (digests pinned), values-airgap.yaml
  *     keys/cosign.pub                   the release's public key
@@ -36,6 +38,12 @@ export const BundlePath = {
   imagesLock: 'images.lock.json',
   /** One line per image for load.sh: `<repository path> <index digest> [<legacy tag> <digest>]…`. */
   loadPlan: 'images.txt',
+  /**
+   * One line per image and platform, for scripts that load an image into Docker without a
+   * registry or a JSON parser (`quickstart.sh --bundle` starts the bundle's own registry so):
+   * `<name> <repository path> <os/arch> <manifest digest> <config digest> <layer digest>…`.
+   */
+  platformPlan: 'platforms.txt',
   compose: 'compose',
   helm: 'helm',
   keys: 'keys',

@@ -11,9 +11,8 @@ import { flag } from '../dagger/names.ts';
 import { Registries, identityTrust, signingWithKey, type StepIo } from '../release/context.ts';
 import { DEFAULT_OUT, registryAccess, resolveRevision } from '../release/pipeline.ts';
 import { loadPrivateKey, loadPublicKey, type BundleTrust } from '../sign/index.ts';
-import { readSupportLock, SUPPORT_LOCK_FILE, buildSupportImages } from '../support/index.ts';
-import { attestSupportImages } from '../support/attest.ts';
-import { spdxDigest, type SpdxDocument } from '../sbom/index.ts';
+import { readSupportLock, SUPPORT_LOCK_FILE } from '../support/index.ts';
+import { attestLockedSupportImages } from '../support/attest.ts';
 import { createBundle, type SupportImageLock } from './create.ts';
 import { DEFAULT_BUDGET, type ExtractBudget } from './format.ts';
 import { loadBundle } from './load.ts';
@@ -114,41 +113,12 @@ export async function attestSupportImagesFn(a: A, io: FnIo): Promise<string> {
   const lock = await readSupportLock(lockPath);
   const key = loadPrivateKey(req(a, 'key', 'the release signing key: env:NAME or file:PATH'), str(a, 'keyPassword') ?? '', 'signing key');
   const rev = resolveRevision(io.source, str(a, 'gitCommit'), a.sourceDateEpoch as number | undefined);
-  const first = Object.values(lock.images)[0];
-  if (!first) throw new StellaError('LOCK_MISMATCH', `${lockPath}: no support images`);
   const signing = signingWithKey(key);
   const secrets = [str(a, 'keyPassword'), str(a, 'registryPassword')].filter((x): x is string => !!x && x.length >= 8);
   const sbomDir = str(a, 'sbomDir') ? resolve(io.source, str(a, 'sbomDir')!) : undefined;
-  if (sbomDir) {
-    // The SBOMs support-images wrote, each checked against the digest the lock records: no rebuild.
-    const images = [];
-    for (const [name, e] of Object.entries(lock.images)) {
-      if (!e) continue;
-      const read = async (file: string, want: string | undefined): Promise<SpdxDocument> => {
-        const path = join(sbomDir, name, file);
-        const doc = JSON.parse(await readFile(path, 'utf8').catch(() => {
-          throw new StellaError('NOT_FOUND', `--sbom-dir: ${path} is missing (support-images --sbom-dir ${sbomDir} writes it)`);
-        })) as SpdxDocument;
-        if (spdxDigest(doc) !== want) throw new StellaError('LOCK_MISMATCH', `--sbom-dir: ${path} has digest ${spdxDigest(doc)}, ${lockPath} records ${want ?? 'none'} for ${name}: not the SBOM of the locked image`);
-        return doc;
-      };
-      const platforms: Record<string, SpdxDocument> = {};
-      for (const p of Object.keys(e.platforms)) platforms[p] = await read(`${p.replace('/', '-')}.spdx.json`, e.sbom?.platforms[p as keyof typeof e.platforms]);
-      images.push({ name, repository: e.repository, digest: e.digest, platforms: e.platforms as Record<string, string>, version: e.version, sboms: { index: await read('index.spdx.json', e.sbom?.index), platforms } });
-    }
-    await attestSupportImages({ images, registries: new Registries(access(a)), signing, version, commit: rev.commit, sourceDateEpoch: rev.time, secrets }, io);
-    return json({ attested: images.map((b) => ({ name: b.name, image: `${b.repository}@${b.digest}` })) });
-  }
-  const repo = first.repository;
-  const registry = repo.slice(0, repo.indexOf('/'));
-  const namespace = repo.slice(repo.indexOf('/') + 1, repo.lastIndexOf('/'));
-  const built = await buildSupportImages({ source: io.source, push: { registry, namespace }, lockFile: false, sourceDateEpoch: lock.sourceDateEpoch ?? 0, registryOptions: access(a), progress: (l) => io.progress(l) });
-  for (const b of built.images) {
-    const want = lock.images[b.name];
-    if (!want || want.digest !== b.digest || want.repository !== b.repository) {
-      throw new StellaError('LOCK_MISMATCH', `support image ${b.name}: built ${b.repository}@${b.digest}, ${lockPath} pins ${want ? `${want.repository}@${want.digest}` : 'nothing'}: the lock is not what these inputs build (run support-images to rewrite it)`);
-    }
-  }
-  await attestSupportImages({ images: built.images, registries: new Registries(access(a)), signing, version, commit: rev.commit, sourceDateEpoch: rev.time, secrets }, io);
-  return json({ attested: built.images.map((b) => ({ name: b.name, image: `${b.repository}@${b.digest}` })) });
+  const attested = await attestLockedSupportImages(
+    { source: io.source, lock, lockPath, ...(sbomDir ? { sbomDir } : {}), registries: new Registries(access(a)), registryOptions: access(a), signing, version, commit: rev.commit, sourceDateEpoch: rev.time, secrets },
+    io,
+  );
+  return json({ attested });
 }

@@ -166,7 +166,7 @@ async function pushImage(im: LockedImage, layout: OciLayout, o: LoadBundleOption
   }
   const t = p.tally;
   o.progress?.(
-    `bundle-load: ${im.name}: ${repository}@${im.digest.slice(0, 19)}: blobs ${t.blobsPushed} pushed (${(t.bytesPushed / 1e6).toFixed(1)} MB), ${t.blobsMounted} mounted, ${t.blobsSkipped} present; manifests ${t.manifestsPushed} pushed, ${t.manifestsSkipped} present; referrers ${attached} attached, ${unchanged} present (${mode})`,
+    `${im.name}: ${repository}@${im.digest.slice(0, 19)}: blobs ${t.blobsPushed} pushed (${(t.bytesPushed / 1e6).toFixed(1)} MB), ${t.blobsMounted} mounted, ${t.blobsSkipped} present; manifests ${t.manifestsPushed} pushed, ${t.manifestsSkipped} present; referrers ${attached} attached, ${unchanged} present (${mode})`,
   );
   return {
     name: im.name,

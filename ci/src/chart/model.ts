@@ -223,6 +223,19 @@ function bundledNode(name: SupportName): Obj {
       storageClassName: str('', 'StorageClass; empty: the cluster default.'),
     }),
     resources: resources('100m', '256Mi', '1', '1Gi'),
+    ...(name === 'object-store' ? { bucketJob: bucketJobNode() } : {}),
+  });
+}
+
+/**
+ * The object store's bucket in bundled mode: a regular Job of the release (not a hook: `helm install
+ * --wait` runs post-install hooks only after every pod is Ready, and the services' readiness needs the
+ * bucket) running the quickstart's own `stella-init.mjs bucket` with the API image.
+ */
+function bucketJobNode(): Obj {
+  return obj('The Job that creates objectStore.bucket in the bundled store (the API image runs files/stella-init.mjs bucket, the Compose quickstart\'s object-store-init; an existing bucket is fine). A regular Job named after the release revision, so every install, upgrade and rollback runs it once.', {
+    timeoutSeconds: int(600, 'How long it waits for the store to accept the bucket (its activeDeadlineSeconds); the install fails after that.', 30, 86400),
+    resources: resources('10m', '64Mi', '200m', '128Mi'),
   });
 }
 

@@ -9,14 +9,20 @@
  *   README.md                the values reference
  *   templates/_catalog.tpl   the catalog facts the templates read (ports, health paths, key mapping)
  *   templates/<component>/…  one file per object kind and component, each one `include`
+ *   files/stella-init.mjs    a copy of the Compose quickstart's init script (deploy/compose/init/),
+ *                            which the bundled mode's bucket Job runs (committed files only)
  *
  * `chartFiles(pins)` renders them with a release's image pins (the `chart` function);
  * `chartGeneratedFiles()` without (the committed files, checked by `generate --check`).
  */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { catalog, configFor } from '../catalog/index.ts';
 import { table } from '../generate/regions.ts';
 import { BUNDLED, CHART_DIR, CHART_NAME, DEV_VERSION, GLOBAL, KUBE_VERSION, SUPPORT_VALUES_KEY, chartValues, componentFacts, keyWiring, supportFacts } from './model.ts';
 import { defaults, schemaOf, walk, type Node, type Obj } from './values-model.ts';
+
+const REPO_ROOT = resolve(import.meta.dirname, '../../..');
 
 export const GENERATED_HEADER = 'Generated from ci/src/catalog and ci/src/chart (the chart model) by `npm run generate`; do not edit.';
 
@@ -272,9 +278,14 @@ export function chartFiles(pins?: ChartPins): GeneratedFile[] {
   return files;
 }
 
-/** For fileGenerators (ci/src/generate): the committed chart files. */
+/** The Compose quickstart's init script, which the chart's bucket Job runs too (templates/bundled/object-store-init.yaml). */
+export const INIT_SCRIPT_SOURCE = 'deploy/compose/init/stella-init.mjs';
+export const INIT_SCRIPT_CHART_PATH = `${CHART_DIR}/files/stella-init.mjs`;
+
+/** For fileGenerators (ci/src/generate): the committed chart files, and the chart's copy of the quickstart's init script (kept identical). */
 export function chartGeneratedFiles(): GeneratedFile[] {
-  return chartFiles();
+  const script = readFileSync(join(REPO_ROOT, INIT_SCRIPT_SOURCE), 'utf8');
+  return [...chartFiles(), { path: INIT_SCRIPT_CHART_PATH, content: script }];
 }
 
 // ─── Documentation regions (ci/src/generate/docs.ts) ─────────────────────────────────────────

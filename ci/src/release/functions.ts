@@ -22,6 +22,8 @@ import { verifyStep } from './verify.ts';
 import { publishStep } from './publish.ts';
 import { promote } from './promote.ts';
 import { parseSupportImagesMode } from './extras.ts';
+import { liveMode } from './live.ts';
+import { redactError } from '../redact/index.ts';
 import {
   DEFAULT_BASE_LAYOUT,
   DEFAULT_NAMESPACE,
@@ -37,6 +39,7 @@ import {
   signOptions,
   stepSecrets,
   type AttachInputs,
+  type ReleaseOptions,
 } from './pipeline.ts';
 
 type A = Readonly<Record<string, string | boolean | number | undefined>>;
@@ -168,6 +171,17 @@ export async function publishFn(a: A, io: FnIo): Promise<string> {
   return json({ tags: r });
 }
 
+/**
+ * On a terminal (stderr a TTY, TERM not dumb, no --json) release and promote draw a live view on
+ * stderr, redacted of the resolved secrets as the CLI redacts its own lines; else plain lines.
+ */
+function liveTarget(a: A, io: FnIo): ReleaseOptions['live'] {
+  const { live, color } = liveMode(process.stderr, process.env, io.emit !== undefined);
+  if (!live) return undefined;
+  const secrets = ['key', 'keyPassword', 'registryPassword', 'identityToken'].map((k) => str(a, k)).filter((x): x is string => x !== undefined);
+  return { stream: process.stderr, color, redact: (t) => redactError(t, secrets) };
+}
+
 export async function releaseFn(a: A, io: FnIo): Promise<string> {
   const record = await release(
     {
@@ -193,6 +207,9 @@ export async function releaseFn(a: A, io: FnIo): Promise<string> {
       allowDirty: a.allowDirty === true,
       json: io.emit !== undefined,
       supportImages: parseSupportImagesMode(str(a, 'supportImages')),
+      noCache: a.noCache === true,
+      smoke: a.smoke === true,
+      live: liveTarget(a, io),
     },
     io,
   );
@@ -214,6 +231,7 @@ export async function promoteFn(a: A, io: FnIo): Promise<string> {
       out: resolve(io.source, str(a, 'out') ?? `${DEFAULT_OUT}/promoted`),
       dryRun: a.dryRun === true,
       json: io.emit !== undefined,
+      live: liveTarget(a, io),
     },
     io,
   );

@@ -5,17 +5,16 @@
  *
  *   … provenance → chart → bundle → smoke → verify → publish (tags last) → record
  *
- * A slot with nothing registered is recorded as `skipped` (with why) in the summary and in
- * release.json. To fill a slot, register the step here (one line and its import), e.g.
- *
- *   import { bundleReleaseStep } from '../bundle/release-step.ts';
- *   export const releaseHooks: ReleaseHooks = { bundle: bundleReleaseStep, smoke: [] };
+ * A slot with nothing registered (or whose steps are unavailable) is recorded as `skipped` (with
+ * why) in the summary and in release.json. A step is registered below (one line and its import).
  *
  * A step gets everything the release has made so far (by digest) and returns what it did and
  * what release.json records for it. A smoke step's record is what `promote` checks: an rc is
  * promoted only when every smoke record in its release.json passed, for the rc's exact digests.
  */
 import type { BuildDocument } from '../build/index.ts';
+import { bundleReleaseStep } from '../bundle/release-step.ts';
+import { smokeAirgapReleaseStep } from '../smoke/release-step.ts';
 import type { TagPlan } from '../tags/index.ts';
 import type { Registries, Signing, StepIo } from './context.ts';
 import type { SourceRevision } from './git.ts';
@@ -33,6 +32,8 @@ export interface ReleaseStepContext {
   readonly registries: Registries;
   readonly signing: Signing;
   readonly io: StepIo;
+  /** `release --smoke`: the smoke slot's steps run here (else they are skipped, saying so). */
+  readonly smoke?: boolean;
 }
 
 /** What release.json records of the bundle step. */
@@ -72,5 +73,10 @@ export interface ReleaseHooks {
   readonly smoke: readonly SmokeStep[];
 }
 
-/** The registered slots (none yet: bundle is being written in ci/src/bundle/, smoke-helm/smoke-airgap in ci/src/smoke/). */
-export const releaseHooks: ReleaseHooks = { smoke: [] };
+/**
+ * The registered slots. bundle: ci/src/bundle/release-step.ts (versioned releases whose support
+ * images the release built). smoke: smoke-airgap on that bundle, with `release --smoke` (root);
+ * otherwise the smoke tests run on the rc's dist/ in smoke.yml (smoke-compose, smoke-helm,
+ * smoke-airgap), and promote takes their records.
+ */
+export const releaseHooks: ReleaseHooks = { bundle: bundleReleaseStep, smoke: [smokeAirgapReleaseStep] };

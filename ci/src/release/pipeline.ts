@@ -9,7 +9,11 @@
  *                   and prints the plan
  *   key             the signing key or keyless identity
  *   base            the runtime base, by digest: given, or built offline and pushed
- *   build           11 images × 2 platforms, reproducible, pushed by digest
+ *   build           11 images × 2 platforms, reproducible, pushed by digest; an image whose inputs
+ *                   are those recorded is not rebuilt when the registry has it by digest
+ *                   (ci/src/build/cache.ts), and an image whose referrers are those an earlier run
+ *                   attached and verified is confirmed by digest (./cache.ts): sbom, sign,
+ *                   provenance and verify then skip it. `--no-cache` bypasses both.
  *   support-images  the support image lock's images, or built (./extras.ts)
  *   sbom            SPDX per platform and per index: signed attestation + plain referrer
  *   sign            cosign v3 bundle signature + legacy .sig, over index digests
@@ -21,7 +25,8 @@
  *   record          dist/: build.json, release.json (with per-step timings), digests.txt,
  *                   checksums.txt + its Sigstore bundle, SBOMs, provenance, image catalog
  *
- * Progress and the closing summary table: ./progress.ts (`--json`: one event per line).
+ * Progress and the closing summary table: ./progress.ts (`--json`: one event per line; on a
+ * terminal, a live view per step and per image).
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
@@ -31,17 +36,19 @@ import { StellaError } from '../errors.ts';
 import { planTags, type TagPlan } from '../tags/index.ts';
 import { SOURCE_URL, selectServices } from '../catalog/index.ts';
 import { fetchBaseInputs, buildBase, readNodePin } from '../base/index.ts';
-import { build, writeBuildDocument, type BuildDocument } from '../build/index.ts';
+import { buildReport, writeBuildDocument, type BuildDocument, type BuiltImage } from '../build/index.ts';
 import { pushLayout, type Credentials } from '../registry/index.ts';
-import { emptyTrustedRoot, generateKeyPair, loadPrivateKey, type BundleTrust } from '../sign/index.ts';
+import { emptyTrustedRoot, generateKeyPair, loadPrivateKey, type BundleTrust, type SigningKey } from '../sign/index.ts';
 import { Registries, dockerConfigPath, identityTrust, signingKeyless, signingWithKey, splitRepository, type IdentityOptions, type KeylessOptions, type RegistryAccess, type Signing, type StepIo } from './context.ts';
 import { sourceRevision, type SourceRevision } from './git.ts';
 import { sbomStep, type SbomStepOptions } from './sbom.ts';
 import { signStep, type SignStepOptions } from './signatures.ts';
-import { provenanceStep, type ProvenanceStepOptions } from './provenance.ts';
+import { imageProvenance, provenanceStep, withoutRunMetadata, type ProvenanceStepOptions } from './provenance.ts';
+import { ATTESTED_CACHE_FILE, AttestationCache, BUILD_CACHE_FILE, LAYERS_CACHE_FILE, NOT_RECORDED, attestationKey } from './cache.ts';
 import { publishStep, type PublishOptions, type TagResult } from './publish.ts';
 import { imageCatalogWithDigests } from './catalog-doc.ts';
 import { Progress, type StepTiming } from './progress.ts';
+import type { LiveOptions } from './live.ts';
 import { preflight, type PreflightResult } from './preflight.ts';
 import { releaseChartStep, supportImagesStep, type SupportImageRecord, type SupportImagesMode } from './extras.ts';
 import { releaseHooks, type BundleRecord, type ReleaseStepContext, type SmokeRecord } from './hooks.ts';
@@ -157,6 +164,27 @@ export async function provenanceOptions(
   };
 }
 
+/**
+ * Per image, the key its attestations are cached under (./cache.ts): the SPDX inputs, the
+ * provenance without its run metadata, and the signing kind and trust.
+ */
+export async function attestationKeys(c: AttachInputs, p: { readonly version: string; readonly ref?: string; readonly base: string; readonly startedOn: Date }): Promise<Map<string, string>> {
+  const sbom = await sbomOptions(c);
+  const prov = await provenanceOptions(c, p);
+  const keys = new Map<string, string>();
+  for (const image of c.images.images) {
+    keys.set(image.service, attestationKey({
+      image: image as BuiltImage,
+      trust: c.signing.trust,
+      signer: c.signing.signer.kind,
+      legacy: c.signing.key !== undefined,
+      sbom: { sourceDateEpoch: sbom.sourceDateEpoch, toolVersion: sbom.toolVersion, nodePin: prov.toolVersions.nodeBase },
+      provenance: withoutRunMetadata(imageProvenance(prov, image) as unknown as Parameters<typeof withoutRunMetadata>[0]),
+    }));
+  }
+  return keys;
+}
+
 export function publishOptions(o: { images: BuildDocument; registries: Registries; trust: BundleTrust; plan: TagPlan; dryRun?: boolean }): PublishOptions {
   return { images: o.images, registries: o.registries, trust: o.trust, plan: o.plan, dryRun: o.dryRun === true };
 }
@@ -250,6 +278,15 @@ export interface ReleaseOptions {
   readonly json?: boolean;
   /** Support images: the committed lock (default), built here, or none. */
   readonly supportImages?: SupportImagesMode;
+  /** Progress as a live view on this terminal (the front end decides: liveMode in ./live.ts); not with `json`. */
+  readonly live?: Omit<LiveOptions, 'images' | 'title'>;
+  /**
+   * Ignore the caches in <out>/app/.stella-cache (build inputs, verified attestations: ./cache.ts):
+   * rebuild, re-attest and re-verify every image; the caches are then written anew.
+   */
+  readonly noCache?: boolean;
+  /** Run the smoke slot's steps here (./hooks.ts: smoke-airgap on the bundle); default skip it. */
+  readonly smoke?: boolean;
 }
 
 export interface ReleaseRecord {
@@ -308,19 +345,19 @@ export function registryCredentials(username?: string, password?: string): Crede
  * Keyless signing when an identity token is given (verification then trusts the
  * given identity and trusted root); else the given key, or a generated local one.
  */
-async function releaseSigning(o: ReleaseOptions, out: string, io: StepIo): Promise<{ signing: Signing & { trust: NonNullable<Signing['trust']> }; publicKeyPath?: string }> {
+async function releaseSigning(o: ReleaseOptions, out: string, io: StepIo, checked?: SigningKey): Promise<{ signing: Signing & { trust: NonNullable<Signing['trust']> }; publicKeyPath?: string }> {
   if (o.keyless) {
     if (o.key) throw new StellaError('INVALID_ARGUMENT', 'give --key or --identity-token, not both');
     const trust = identityTrust(o.identity ?? {});
     if (!trust) throw new StellaError('INVALID_ARGUMENT', 'keyless signing (--identity-token) needs --certificate-identity, --certificate-oidc-issuer and --trusted-root, so that the release can be verified before it is tagged');
     return { signing: { ...signingKeyless(o.keyless), trust } };
   }
-  const { signing, publicKeyPath } = await signingKey(o, out, io);
+  const { signing, publicKeyPath } = await signingKey(o, out, io, checked);
   return { signing: { ...signing, trust: { publicKeyPem: signing.key!.publicKeyPem } }, publicKeyPath };
 }
 
-/** Loads the given key, or generates a local one (written to <out>/keys, mode 0600). */
-async function signingKey(o: ReleaseOptions, out: string, io: StepIo): Promise<{ signing: Signing; publicKeyPath: string }> {
+/** Loads the given key (`checked`: pre-flight already did), or generates a local one (written to <out>/keys, mode 0600). */
+async function signingKey(o: ReleaseOptions, out: string, io: StepIo, checked?: SigningKey): Promise<{ signing: Signing; publicKeyPath: string }> {
   const keys = join(out, 'keys');
   await mkdir(keys, { recursive: true });
   let pem = o.key;
@@ -340,7 +377,7 @@ async function signingKey(o: ReleaseOptions, out: string, io: StepIo): Promise<{
       io.progress(`generated a signing key for this local release: ${existing} (empty password); give --key for a real release`);
     }
   }
-  const key = loadPrivateKey(pem, password, 'signing key');
+  const key = checked && o.key ? checked : loadPrivateKey(pem, password, 'signing key');
   const publicKeyPath = join(keys, 'cosign.pub');
   await writeFile(publicKeyPath, key.publicKeyPem);
   // What `cosign verify-attestation --trusted-root` needs to verify key-signed bundles fully offline.
@@ -375,12 +412,12 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
   const registry = o.registry ?? DEFAULT_REGISTRY;
   const namespace = o.namespace ?? DEFAULT_NAMESPACE;
   const secrets = stepSecrets({ keyPassword: o.keyPassword, registryPassword: o.registryPassword, identityToken: o.keyless?.identityToken });
-  const p = new Progress(io, o.json === true);
+  const services = selectServices(o.services).map((s) => s.name);
+  const p = new Progress(io, o.json === true, { images: services, ...(o.live ? { live: { ...o.live, title: `release ${o.version}` } } : {}) });
   const sio = p.io;
 
   // plan: validate everything that needs no work first (no request is made before this passes).
   const plan = planTags({ version: o.version, ref: o.ref, date: o.date });
-  const services = selectServices(o.services).map((s) => s.name);
   if (o.base) baseImageOf(o.base);
   const supportMode = o.supportImages ?? 'lock';
   const access = registryAccess(o);
@@ -388,13 +425,14 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
   const registries = new Registries(access);
 
   try {
+    const steps = plannedSteps({ base: o.base, services, supportImages: supportMode, plan });
+    p.expect(steps.map((s) => s.step));
     const pre = await p.step('preflight', async () => {
       const r = await preflight({ plan, revision: rev, allowDirty: o.allowDirty === true, registry, namespace, services, registries, key: o.key, keyPassword: o.keyPassword, keyless: o.keyless, identity: o.identity, out });
       for (const w of r.warnings) p.log(`warning: ${w}`);
       for (const c of r.checks) p.log(`${c.check}: ${c.detail}`);
       return { value: r, did: `${r.checks.length} checks passed${r.warnings.length ? `, ${r.warnings.length} warning(s)` : ''}` };
     });
-    const steps = plannedSteps({ base: o.base, services, supportImages: supportMode, plan });
 
     if (o.dryRun) {
       const doc: ReleasePlan = {
@@ -413,7 +451,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     await mkdir(out, { recursive: true });
 
     const { signing, publicKeyPath } = await p.step('key', async () => {
-      const r = await releaseSigning(o, out, sio);
+      const r = await releaseSigning(o, out, sio, pre.key);
       return { value: r, did: r.publicKeyPath ? `key; public key ${r.publicKeyPath}` : 'keyless (OIDC identity)' };
     });
     const base = o.base
@@ -428,9 +466,14 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
           return { value: b.ref, did: `${b.ref.slice(0, b.ref.indexOf('@') + 20)}… (Node ${b.nodeVersion})` };
         });
 
-    const images: BuildDocument = await p.step('build', async () => {
+    // build: images whose inputs are unchanged and present by digest are not rebuilt (ci/src/build/cache.ts);
+    // an image whose referrers are those an earlier run attached and verified is confirmed by digest
+    // (./cache.ts), and sbom, sign, provenance and verify skip it.
+    const attested = await AttestationCache.open(join(out, ATTESTED_CACHE_FILE), { read: o.noCache !== true });
+    const attestation = { registries, out, legacy: signing.key !== undefined };
+    const { images, keys, confirmed } = await p.step('build', async () => {
       p.log(`building ${services.length} images for ${plan.imageVersion} at ${rev.commit.slice(0, 12)}`);
-      const doc = await build({
+      const r = await buildReport({
         source,
         services,
         version: plan.imageVersion,
@@ -441,28 +484,50 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
         contextDir: join(out, 'app'),
         registryOptions: access,
         progress: (l) => p.log(l),
+        cache: { file: join(out, BUILD_CACHE_FILE), read: o.noCache !== true },
       });
+      const doc = r.document;
       await writeBuildDocument(join(out, 'build.json'), doc);
-      return { value: doc, did: `${doc.images.length} images × ${Object.keys(doc.images[0]?.platforms ?? {}).length} platforms, by digest` };
+      const keys = await attestationKeys({ source, images: doc, registries, signing, revision: rev, secrets }, { version: plan.imageVersion, ref: o.ref, base, startedOn: started });
+      const confirmed = new Set<string>();
+      await Promise.all(doc.images.map(async (i) => {
+        const why = await attested.confirm(i, keys.get(i.service)!, attestation);
+        if (why === undefined) confirmed.add(i.service);
+        else if (attested.reading && why !== NOT_RECORDED) p.log(`${i.service}: to attest and verify again: ${why}`);
+      }));
+      const built = r.images.filter((i) => !i.cached).length;
+      const platforms = Object.keys(doc.images[0]?.platforms ?? {}).length;
+      const cacheNote = o.noCache ? ' (--no-cache)' : `: ${built} built, ${doc.images.length - built} unchanged (input cache); ${confirmed.size} with the referrers verified before`;
+      return { value: { images: doc, keys, confirmed }, did: `${doc.images.length} images × ${platforms} platforms, by digest${cacheNote}` };
     });
+    const pending: BuildDocument = { images: images.images.filter((i) => !confirmed.has(i.service)) };
+    const unchanged = (what: string) => ({ value: undefined, did: `skipped: ${confirmed.size} image(s) unchanged, ${what} (cache: referrers present by digest)`, skipped: true });
+    const plusCached = confirmed.size ? `; ${confirmed.size} unchanged (cache)` : '';
 
     const support = await p.step('support-images', () => supportImagesStep({ source, out, mode: supportMode, registry, namespace, registries, access, sourceDateEpoch: rev.time }, sio));
 
+    // Every document is made from all the images (provenance parameters name every service); only `pending` ones are attached.
     const inputs: AttachInputs = { source, images, registries, signing, revision: rev, secrets };
     await p.step('sbom', async () => {
-      const r = await sbomStep(await sbomOptions(inputs, join(out, 'sbom')), { ...sio, source });
-      return { value: r, did: `${images.images.length} images: SPDX per platform and index, attached` };
+      if (!pending.images.length) return unchanged('their SBOMs attached');
+      const so = await sbomOptions({ ...inputs, images: pending }, join(out, 'sbom'));
+      const r = await sbomStep({ ...so, ...(o.noCache ? {} : { layerCache: join(out, LAYERS_CACHE_FILE) }) }, { ...sio, source });
+      return { value: r, did: `${pending.images.length} images: SPDX per platform and index, attached${plusCached}` };
     });
-    await p.step('sign', async () => ({ value: await signStep(signOptions(inputs), sio), did: `${images.images.length} index digests signed (bundle + legacy .sig)` }));
-    await p.step('provenance', async () => ({
-      value: await provenanceStep(await provenanceOptions(inputs, { version: plan.imageVersion, ref: o.ref, base, startedOn: started, outDir: join(out, 'provenance') }), sio),
-      did: `${images.images.length} SLSA v1 provenance documents attached`,
-    }));
+    await p.step('sign', async () => {
+      if (!pending.images.length) return unchanged('signed');
+      return { value: await signStep(signOptions({ ...inputs, images: pending }), sio), did: `${pending.images.length} index digests signed (bundle + legacy .sig)${plusCached}` };
+    });
+    await p.step('provenance', async () => {
+      if (!pending.images.length) return unchanged('their provenance attached');
+      const po = await provenanceOptions(inputs, { version: plan.imageVersion, ref: o.ref, base, startedOn: started, outDir: join(out, 'provenance') });
+      return { value: await provenanceStep({ ...po, images: pending }, sio), did: `${pending.images.length} SLSA v1 provenance documents attached${plusCached}` };
+    });
 
     const chart = await p.step('chart', () => releaseChartStep({ source, out, plan, images, supportLock: support.lock, registry, namespace, sourceDateEpoch: rev.time, registries, signing }, sio));
 
     const ctx: ReleaseStepContext = {
-      source, out, plan, revision: rev, images, registries, signing, io: sio,
+      source, out, plan, revision: rev, images, registries, signing, io: sio, smoke: o.smoke === true,
       ...(support.lockFile ? { supportLockFile: support.lockFile } : {}),
       ...(chart ? { chart: { ref: chart.ref, digest: chart.digest, package: chart.package } } : {}),
     };
@@ -493,8 +558,13 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     }
 
     await p.step('verify', async () => {
-      const r = await verifyStep({ images, registries, trust: signing.trust }, sio);
-      return { value: r, did: `${images.images.length} images: signatures, SBOMs, provenance verified by digest` };
+      const r = pending.images.length ? await verifyStep({ images: pending, registries, trust: signing.trust }, sio) : [];
+      for (const i of images.images) if (confirmed.has(i.service)) p.log(`${i.service}: confirmed by digest (its referrers are the ones verified before)`);
+      // What verified is recorded: a re-run confirms it by digest instead of verifying it again.
+      for (const i of pending.images) await attested.record(i, keys.get(i.service)!, attestation);
+      await attested.save();
+      const fully = `${pending.images.length} images: signatures, SBOMs, provenance verified by digest`;
+      return { value: r, did: confirmed.size ? `${pending.images.length ? `${fully}; ` : ''}${confirmed.size} images confirmed by digest (verified before; referrers unchanged)` : fully };
     });
     const tags = await p.step('publish', async () => {
       const r = await publishStep({ ...publishOptions({ images, registries, trust: signing.trust, plan }), verified: true }, sio);

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import type { TagPlan } from '../tags/index.ts';
 import { transportOf } from '../registry/client.ts';
-import { loadPrivateKey, signBytes } from '../sign/index.ts';
+import { loadPrivateKey, signBytes, type SigningKey } from '../sign/index.ts';
 import { identityTrust, type IdentityOptions, type KeylessOptions, type Registries } from './context.ts';
 import type { SourceRevision } from './git.ts';
 
@@ -63,6 +63,8 @@ export interface PreflightResult {
   /** How the release will sign: 'key', 'keyless' or 'local-key' (generated or reused in <out>/keys). */
   readonly signing: 'key' | 'keyless' | 'local-key';
   readonly warnings: readonly string[];
+  /** The given key, decrypted and checked (the release signs with it: decrypting it again costs a scrypt). */
+  readonly key?: SigningKey;
 }
 
 /** Loopback registries (a developer's or a test's), where a generated local key is acceptable. */
@@ -139,7 +141,7 @@ function jwtClaims(token: string): { exp?: number; iss?: string; sub?: string; e
   }
 }
 
-function checkSigning(o: PreflightOptions, warnings: string[]): { detail: string; mode: PreflightResult['signing'] } {
+function checkSigning(o: PreflightOptions, warnings: string[]): { detail: string; mode: PreflightResult['signing']; key?: SigningKey } {
   if (o.keyless) {
     if (o.key) throw new StellaError('INVALID_ARGUMENT', 'give --key or --identity-token, not both');
     const c = jwtClaims(o.keyless.identityToken);
@@ -158,7 +160,7 @@ function checkSigning(o: PreflightOptions, warnings: string[]): { detail: string
     const v = createVerify('sha256');
     v.update(probe);
     if (!v.verify(key.publicKeyPem, sig)) throw new StellaError('KEY_INVALID', 'pre-flight: the signing key does not verify under its own public key');
-    return { detail: `key ${key.algorithm} (${key.hint.slice(0, 16)}…): signs and verifies`, mode: 'key' };
+    return { detail: `key ${key.algorithm} (${key.hint.slice(0, 16)}…): signs and verifies`, mode: 'key', key };
   }
   if (!isLoopbackRegistry(o.registry)) {
     throw new StellaError('INVALID_ARGUMENT', `pre-flight: no signing key (--key) and no OIDC identity (--identity-token) for a release to ${o.registry}; a release to a real registry is never signed with a generated key. Give --key env:COSIGN_KEY (and --key-password) or --identity-token`);
@@ -199,5 +201,5 @@ export async function preflight(o: PreflightOptions): Promise<PreflightResult> {
   checks.push({ check: 'signing', detail: signing.detail });
   const tags = await checkTags(o);
   checks.push({ check: 'tags', detail: tags.detail });
-  return { checks, resumed: tags.resumed, signing: signing.mode, warnings };
+  return { checks, resumed: tags.resumed, signing: signing.mode, warnings, ...(signing.key ? { key: signing.key } : {}) };
 }

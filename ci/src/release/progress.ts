@@ -3,14 +3,19 @@
  *
  *   plain (default, and without a TTY)  `── <step>` when a step starts, its lines as they come,
  *                                        `── <step>: <what it did> (<seconds>s)` when it ends;
- *   --json                               one JSON event per line (ReleaseEvent), nothing else;
+ *   live (on a terminal: ./live.ts)      one line per step and, under the running one, one line
+ *                                        per image, redrawn in place (ANSI; TERM=dumb gives
+ *                                        plain lines, NO_COLOR no colours); warnings stay;
+ *   --json                               one JSON event per line (ReleaseEvent), nothing else; a
+ *                                        log line about one image carries its `image`;
  *
- * and in both, at the end (also when a step fails), the summary: one row per step with what it
- * did and its time (a table in plain mode, a `summary` event in JSON mode). The same timings go
- * into release.json (`steps`).
+ * and in all, at the end (also when a step fails), the summary: one row per step with what it
+ * did and its time (a table in plain and live mode, a `summary` event in JSON mode). The same
+ * timings go into release.json (`steps`).
  */
 import { inStep } from '../errors.ts';
 import type { StepIo } from './context.ts';
+import { LiveView, imageOfLine, type LiveOptions } from './live.ts';
 
 export type StepStatus = 'done' | 'skipped' | 'failed';
 
@@ -24,7 +29,7 @@ export interface StepTiming {
 
 export type ReleaseEvent =
   | { readonly event: 'step-start'; readonly step: string; readonly time: string }
-  | { readonly event: 'log'; readonly step?: string; readonly message: string }
+  | { readonly event: 'log'; readonly step?: string; readonly image?: string; readonly message: string }
   | ({ readonly event: 'step-end' } & StepTiming)
   | { readonly event: 'plan'; readonly plan: unknown }
   | { readonly event: 'summary'; readonly steps: readonly StepTiming[]; readonly seconds: number; readonly ok: boolean };
@@ -38,16 +43,38 @@ export interface StepOutcome<T> {
 
 const round = (s: number) => Math.round(s * 100) / 100;
 
+export interface ProgressOptions {
+  /** The images (service names) log lines are attributed to (JSON `image`, the live view's rows). */
+  readonly images?: readonly string[];
+  /** Draw a live view on this terminal instead of plain lines (see liveMode in ./live.ts); ignored with JSON. */
+  readonly live?: Omit<LiveOptions, 'images'>;
+}
+
 export class Progress {
   readonly steps: StepTiming[] = [];
   readonly #io: StepIo;
   readonly #json: boolean;
+  #images: readonly string[];
+  readonly #live: LiveView | undefined;
   readonly #started = performance.now();
   #current: string | undefined;
 
-  constructor(io: StepIo, json: boolean) {
+  constructor(io: StepIo, json: boolean, o: ProgressOptions = {}) {
     this.#io = io;
     this.#json = json;
+    this.#images = o.images ?? [];
+    this.#live = o.live && !json ? new LiveView({ ...o.live, images: this.#images }) : undefined;
+  }
+
+  /** The images log lines are about, once known (promote learns them from the rc's record). */
+  setImages(images: readonly string[]): void {
+    this.#images = images;
+    this.#live?.setImages(images);
+  }
+
+  /** The steps the run will go through, in order (the live view shows them before they start). */
+  expect(steps: readonly string[]): void {
+    this.#live?.expect(steps);
   }
 
   get json(): boolean {
@@ -61,7 +88,10 @@ export class Progress {
   }
 
   log(message: string): void {
-    if (this.#json) this.emit({ event: 'log', ...(this.#current ? { step: this.#current } : {}), message });
+    if (this.#json) {
+      const image = this.#current ? imageOfLine(message, this.#images) : undefined;
+      this.emit({ event: 'log', ...(this.#current ? { step: this.#current } : {}), ...(image ? { image } : {}), message });
+    } else if (this.#live) this.#live.log(this.#current, message);
     else this.#io.progress(message);
   }
 
@@ -75,6 +105,7 @@ export class Progress {
     this.#current = name;
     const t0 = performance.now();
     if (this.#json) this.emit({ event: 'step-start', step: name, time: new Date().toISOString() });
+    else if (this.#live) this.#live.start(name);
     else this.#io.progress(`── ${name}`);
     try {
       const r = await run();
@@ -99,6 +130,7 @@ export class Progress {
     const t = timing.did.startsWith(`${timing.status}: `) ? { ...timing, did: timing.did.slice(timing.status.length + 2) } : timing;
     this.steps.push(t);
     if (this.#json) this.emit({ event: 'step-end', ...t });
+    else if (this.#live) this.#live.end(t);
     else this.#io.progress(`── ${t.step}: ${t.status === 'done' ? '' : `${t.status}: `}${t.did} (${t.seconds.toFixed(2)}s)`);
   }
 
@@ -112,7 +144,9 @@ export class Progress {
       this.emit({ event: 'summary', steps: this.steps, seconds: this.seconds, ok });
       return;
     }
-    for (const line of summaryTable(this.steps, this.seconds)) this.#io.progress(line);
+    const table = summaryTable(this.steps, this.seconds);
+    if (this.#live) this.#live.close(table);
+    else for (const line of table) this.#io.progress(line);
   }
 }
 

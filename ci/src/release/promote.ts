@@ -33,6 +33,7 @@ import type { BuildDocument, Registries, StepIo } from './context.ts';
 import type { ReleaseRecord } from './pipeline.ts';
 import type { SmokeRecord } from './hooks.ts';
 import { Progress } from './progress.ts';
+import type { LiveOptions } from './live.ts';
 import { verifyStep } from './verify.ts';
 import { publishStep } from './publish.ts';
 import { imageCatalogWithDigests } from './catalog-doc.ts';
@@ -52,6 +53,8 @@ export interface PromoteOptions {
   readonly out: string;
   readonly dryRun?: boolean;
   readonly json?: boolean;
+  /** Progress as a live view on this terminal (as release: ./live.ts); not with `json`. */
+  readonly live?: Omit<LiveOptions, 'images' | 'title'>;
 }
 
 export interface PromoteResult extends ReleaseRecord {
@@ -90,8 +93,9 @@ export function checkSmoke(rc: Pick<ReleaseRecord, 'version' | 'images'>, record
 }
 
 export async function promote(o: PromoteOptions, io: StepIo): Promise<PromoteResult> {
-  const p = new Progress(io, o.json === true);
+  const p = new Progress(io, o.json === true, o.live ? { live: { ...o.live, title: 'promote' } } : {});
   const sio = p.io;
+  p.expect(['read', 'smoke-record', 'rc-tags', 'verify', 'publish', 'record']);
   try {
     const { rc, final } = await p.step('read', async () => {
       const rc = (await readJson(o.rcRecord, '--rc-record')) as ReleaseRecord;
@@ -102,6 +106,7 @@ export async function promote(o: PromoteOptions, io: StepIo): Promise<PromoteRes
       const final = planTags({ version: o.version ?? wanted });
       if (final.channel !== 'release' || final.version !== wanted) throw new StellaError('INVALID_VERSION', `promote: ${rc.version} can only become ${wanted}, not ${final.version}`);
       if (rc.dirty) throw new StellaError('INVALID_ARGUMENT', `promote: ${rc.version} was built from a working tree with uncommitted changes (dirty: true); a final release is never promoted from it: cut a new rc from a clean commit`);
+      p.setImages(rc.images.map((i) => i.service));
       return { value: { rc, final }, did: `${rc.version} (${rc.images.length} images, ${rc.gitCommit.slice(0, 12)}) → ${final.version}` };
     });
 

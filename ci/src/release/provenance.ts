@@ -40,7 +40,7 @@ export function imageProvenance(o: ProvenanceStepOptions, image: BuildDocument['
 }
 
 /** A re-run's provenance differs only in its run metadata (times, invocation id): that is the same provenance. */
-function withoutRunMetadata(st: InTotoStatement): unknown {
+export function withoutRunMetadata(st: InTotoStatement): unknown {
   const p = st.predicate as { buildDefinition?: unknown; runDetails?: { builder?: unknown } } | undefined;
   return { subject: st.subject, predicateType: st.predicateType, buildDefinition: p?.buildDefinition, builder: p?.runDetails?.builder };
 }

@@ -9,11 +9,15 @@
  * Each blob is fetched once per run: images share their base layers, so blob
  * reads go through a cache by digest kept on disk (a temp dir removed when the
  * step ends), and what is read out of a layer (OS packages, the app SBOM) is
- * kept per digest.
+ * kept per digest. With `layerCache`, the OS packages of the base layers are
+ * also kept across runs, so a release that rebuilt one image does not fetch and
+ * unpack the base again to make its SBOMs.
  */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { MediaType, digestHex, platformName, type ImageIndex, type ImageManifest } from '../oci/types.ts';
 import { readLayerFile } from '../oci/layer.ts';
@@ -46,6 +50,13 @@ export interface SbomStepOptions {
   readonly secrets?: readonly string[];
   /** Also write every document to `<outDir>/<service>/…spdx.json`. */
   readonly outDir?: string;
+  /**
+   * A file keeping, across runs, the OS packages read out of each base layer (by layer digest:
+   * content-addressed, so always the same answer; the entries also name the reader's code),
+   * so that a run reads each base layer once, ever, rather than once per run. `release` keeps
+   * it in <out>/app/.stella-cache/layers.json.
+   */
+  readonly layerCache?: string;
 }
 
 export interface SbomResult {
@@ -120,9 +131,42 @@ export async function sbomStep(o: SbomStepOptions, io: StepIo & { readonly sourc
   }
 }
 
+/** The reader's version for layers.json: the code that turns a layer into OS packages. */
+function readerDigest(): string {
+  const dir = join(import.meta.dirname, '..', 'sbom');
+  const h = createHash('sha256');
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.ts')).sort()) h.update(`${f}\0`).update(readFileSync(join(dir, f)));
+  h.update(readFileSync(join(import.meta.dirname, '..', 'oci', 'tar.ts')));
+  return h.digest('hex');
+}
+
+type LayerFacts = { pkgs: OsPackage[]; app: Uint8Array | undefined };
+
+/** The persisted facts of layers without an application SBOM (the base layers every image shares). */
+async function loadLayerFacts(file: string | undefined, reader: string): Promise<Map<string, LayerFacts>> {
+  const m = new Map<string, LayerFacts>();
+  if (!file) return m;
+  try {
+    const doc = JSON.parse(await readFile(file, 'utf8')) as { reader?: string; layers?: Record<string, OsPackage[]> };
+    if (doc.reader === reader && doc.layers) for (const [d, pkgs] of Object.entries(doc.layers)) if (Array.isArray(pkgs)) m.set(d, { pkgs, app: undefined });
+  } catch {
+    // none yet: every layer is read
+  }
+  return m;
+}
+
+async function saveLayerFacts(file: string, reader: string, facts: ReadonlyMap<string, LayerFacts>): Promise<void> {
+  const layers = Object.fromEntries([...facts].filter(([, f]) => f.app === undefined).sort(([a], [b]) => (a < b ? -1 : 1)).map(([d, f]) => [d, f.pkgs]));
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(`${file}.tmp`, `${JSON.stringify({ reader, layers })}\n`);
+  await rename(`${file}.tmp`, file);
+}
+
 async function sbomSteps(o: SbomStepOptions, io: StepIo & { readonly source: string }, blobs: BlobCache): Promise<SbomResult[]> {
   /** What each layer holds, by digest: its OS packages and, if any, the app SBOM. */
-  const layerCache = new Map<string, { pkgs: OsPackage[]; app: Uint8Array | undefined }>();
+  const reader = o.layerCache ? readerDigest() : '';
+  const layerCache = await loadLayerFacts(o.layerCache, reader);
+  const known = layerCache.size;
   const results: SbomResult[] = [];
   for (const image of o.images.images) {
     const { client, repo } = o.registries.forRepository(image.repository);
@@ -176,6 +220,7 @@ async function sbomSteps(o: SbomStepOptions, io: StepIo & { readonly source: str
     io.progress(`${image.service}: index SBOM attached to ${image.digest.slice(0, 19)}`);
     results.push({ service: image.service, index: { digest: image.digest, sbomDigest: spdxDigest(idxDoc) }, platforms });
   }
+  if (o.layerCache && [...layerCache.values()].filter((f) => f.app === undefined).length !== known) await saveLayerFacts(o.layerCache, reader, layerCache);
   return results;
 }
 

@@ -8,17 +8,28 @@
  *      thing there is to reach;
  *   3. inside it, `bundle-load` of the bundle into that registry: verified first, pushed byte
  *      for byte, every image re-verified from the registry;
- *   4. inside it, `smoke-compose` with the relocated pins: a fresh Docker daemon (in the
- *      namespace too) pulls every image from that registry, by digest, and the quickstart runs
- *      until every service is healthy, seeded.
+ *   4. inside it, `smoke-compose --bundle`: on a fresh Docker daemon (in the namespace too),
+ *      `quickstart.sh --bundle FILE`, as an operator runs it: the bundle checked, extracted and
+ *      verified, the bundle's own registry image `docker load`ed and started, the bundle loaded
+ *      into it (load.sh), and the quickstart run from it, by digest, until every service is
+ *      healthy and seeded; a re-run changes nothing.
+ *   5. with a cluster (--kubeconfig; here scripts/cluster.sh): the cluster's containerd pulls from
+ *      this host's network, not the namespace's, so the chart gets a registry of its own, empty
+ *      until `bundle-load` fills it from the bundle (on this host, 127.0.0.1:<free port>, made
+ *      known to the cluster by `cluster.sh registry add`); then `helm install` of the bundle's
+ *      chart with values-airgap.yaml and the relocated values (global.imageRegistry), bundled
+ *      mode (StatefulSets from the bundle's support images) in a Pod Security "restricted"
+ *      namespace: every pod Ready, every container's image that registry's, by the bundle's digest.
  * Needs root (ip netns, a daemon). Prints each phase's time. Stops and removes all it started.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { BundlePath, validateImagesLock } from '../bundle/format.ts';
+import { freePort } from '../net.ts';
 
 export interface SmokeAirgapOptions {
   /** The checkout (its ci/src/cli.ts runs inside the namespace; its deploy/compose is the quickstart). */
@@ -30,15 +41,36 @@ export interface SmokeAirgapOptions {
   readonly timeoutSeconds?: number;
   /** Also bring the quickstart up from the loaded registry (default true). */
   readonly compose?: boolean;
+  /** A cluster to install the bundle's chart on (its kubeconfig); none: the Helm phase is skipped. */
+  readonly kubeconfig?: string;
+  /** The folder with kubectl (default: PATH). */
+  readonly kubectlDir?: string;
+  /** scripts/cluster.sh of the checkout, to let the cluster pull from the Helm phase's registry (default: the checkout's). */
+  readonly clusterScript?: string;
   readonly progress?: (line: string) => void;
 }
 
 export interface SmokeAirgapReport {
   readonly namespace: string;
   readonly isolation: { readonly routes: string; readonly refused: readonly string[] };
-  readonly seconds: { readonly load: number; readonly compose?: number; readonly startToHealthy?: number };
+  readonly seconds: { readonly load: number; readonly compose?: number; readonly startToHealthy?: number; readonly helmLoad?: number; readonly helmInstall?: number };
   readonly images: number;
   readonly compose?: { readonly failures: readonly string[] };
+  readonly helm?: HelmFromBundle;
+  readonly failures: readonly string[];
+}
+
+/** What the Helm phase did: the registry it loaded, and what runs from it. */
+export interface HelmFromBundle {
+  readonly registry: string;
+  /** Repositories in that registry after the load (it was empty before). */
+  readonly repositories: readonly string[];
+  readonly namespace: string;
+  readonly chart: string;
+  /** pod → Ready or why not. */
+  readonly pods: Readonly<Record<string, string>>;
+  /** Every container image of every pod (init containers too): `repository@digest`. */
+  readonly images: readonly string[];
   readonly failures: readonly string[];
 }
 
@@ -56,12 +88,14 @@ function hostAddress(): string | undefined {
   return /inet (\d+\.\d+\.\d+\.\d+)\//.exec(r.stdout ?? '')?.[1];
 }
 
-/** Runs `node ci/src/cli.ts <args>` inside the namespace, streaming its progress. */
-function cliInNamespace(ns: string, o: SmokeAirgapOptions, args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** Runs `node ci/src/cli.ts <args>` inside the namespace (or, with `ns` undefined, on this host), streaming its progress. */
+function cliInNamespace(ns: string | undefined, o: SmokeAirgapOptions, args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // nsenter, not `ip netns exec`: that also remounts /sys for the namespace, which hides the
     // cgroup mounts a Docker daemon needs ("Devices cgroup isn't mounted").
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, join(o.source, 'ci/src/cli.ts'), ...args], { cwd: o.source, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    const cli = [process.execPath, join(o.source, 'ci/src/cli.ts'), ...args];
+    const argv = ns ? ['nsenter', `--net=/run/netns/${ns}`, '--', ...cli] : cli;
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: o.source, stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
     let stdout = '';
     let stderr = '';
     let partial = '';
@@ -121,7 +155,7 @@ export async function smokeAirgap(o: SmokeAirgapOptions): Promise<SmokeAirgapRep
 
     // 2. The registry, inside.
     const config = join(work, 'registry.yml');
-    writeFileSync(config, `version: 0.1\nlog: { level: error, accesslog: { disabled: true } }\nstorage:\n  filesystem: { rootdirectory: ${join(work, 'registry')} }\n  delete: { enabled: true }\nhttp:\n  addr: 127.0.0.1:5000\n`);
+    writeFileSync(config, registryConfig(join(work, 'registry'), '127.0.0.1:5000'));
     // Its log goes to a file: an undrained pipe would fill and stall the registry.
     registry = spawn('ip', ['netns', 'exec', ns, REGISTRY_BIN, 'serve', config], { stdio: ['ignore', openSync(join(work, 'registry.log'), 'a'), openSync(join(work, 'registry.log'), 'a')] });
     for (let i = 0; ; i++) {
@@ -145,12 +179,8 @@ export async function smokeAirgap(o: SmokeAirgapOptions): Promise<SmokeAirgapRep
     let composeSeconds: number | undefined;
     let startToHealthy: number | undefined;
     if (o.compose ?? true) {
-      const build = { images: lock.images.filter((i) => i.kind === 'service').map((i) => ({ service: i.name, repository: i.repository, digest: i.digest, platforms: i.platforms })) };
-      const support = { lockVersion: 1, images: Object.fromEntries(lock.images.filter((i) => i.kind === 'support').map((i) => [i.name, { repository: i.repository, digest: i.digest, platforms: i.platforms }])) };
-      writeFileSync(join(work, 'build.json'), `${JSON.stringify(build, null, 2)}\n`);
-      writeFileSync(join(work, 'support-images.lock.json'), `${JSON.stringify(support, null, 2)}\n`);
       const t1 = performance.now();
-      const c = await cliInNamespace(ns, o, ['smoke-compose', '--images', join(work, 'build.json'), '--support-lock', join(work, 'support-images.lock.json'), '--work-dir', join(work, 'compose'), '--timeout', String(o.timeoutSeconds ?? 300)], 2_400_000);
+      const c = await cliInNamespace(ns, o, ['smoke-compose', '--bundle', o.bundle, ...(o.publicKey ? ['--public-key', o.publicKey] : []), '--work-dir', join(work, 'compose'), '--timeout', String(o.timeoutSeconds ?? 300)], 2_400_000);
       composeSeconds = +((performance.now() - t1) / 1000).toFixed(1);
       let report: { failures?: string[]; startToHealthySeconds?: number } = {};
       try {
@@ -162,14 +192,24 @@ export async function smokeAirgap(o: SmokeAirgapOptions): Promise<SmokeAirgapRep
       compose = { failures: report.failures ?? [] };
       for (const f of compose.failures) failures.push(`quickstart: ${f}`);
       if (c.status !== 0 && compose.failures.length === 0) failures.push(`smoke-compose exited ${c.status}`);
-      progress(`quickstart from the loaded registry: ${compose.failures.length ? `${compose.failures.length} failure(s)` : `every service healthy`} (${composeSeconds} s${startToHealthy !== undefined ? `, start → healthy ${startToHealthy} s` : ''})`);
+      progress(`quickstart.sh --bundle (its own registry, loaded with load.sh): ${compose.failures.length ? `${compose.failures.length} failure(s)` : `every service healthy`} (${composeSeconds} s${startToHealthy !== undefined ? `, start → healthy ${startToHealthy} s` : ''})`);
     }
+    // 5. The chart, from a registry the bundle alone filled.
+    let helm: HelmFromBundle | undefined;
+    let helmSeconds: { helmLoad: number; helmInstall: number } | undefined;
+    if (o.kubeconfig) {
+      const r = await helmFromBundle(o, work, progress);
+      helm = r.helm;
+      helmSeconds = r.seconds;
+      for (const f of helm.failures) failures.push(`helm: ${f}`);
+    } else progress('helm: no --kubeconfig: the chart phase is skipped');
     return {
       namespace: ns,
       isolation: { routes, refused },
-      seconds: { load: loadSeconds, ...(composeSeconds !== undefined ? { compose: composeSeconds } : {}), ...(startToHealthy !== undefined ? { startToHealthy } : {}) },
+      seconds: { load: loadSeconds, ...(composeSeconds !== undefined ? { compose: composeSeconds } : {}), ...(startToHealthy !== undefined ? { startToHealthy } : {}), ...(helmSeconds ?? {}) },
       images: lock.images.length,
       ...(compose ? { compose } : {}),
+      ...(helm ? { helm } : {}),
       failures,
     };
   } finally {
@@ -177,6 +217,100 @@ export async function smokeAirgap(o: SmokeAirgapOptions): Promise<SmokeAirgapRep
     process.off('SIGTERM', onSignal);
     cleanup();
     if (!o.workDir) rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function registryConfig(root: string, addr: string): string {
+  return `version: 0.1\nlog: { level: error, accesslog: { disabled: true } }\nstorage:\n  filesystem: { rootdirectory: ${root} }\n  delete: { enabled: true }\nhttp:\n  addr: ${addr}\n`;
+}
+
+async function waitForPort(host: string, port: number, what: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, host, () => {
+        s.destroy();
+        res(true);
+      });
+      s.on('error', () => res(false));
+    });
+    if (ok) return;
+    if (i > 100) throw new StellaError('BUILD_FAILED', `smoke-airgap: ${what} did not start on ${host}:${port}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Phase 5: a registry on this host filled only by bundle-load, then helm install of the bundle's chart from it. */
+async function helmFromBundle(o: SmokeAirgapOptions, work: string, progress: (l: string) => void): Promise<{ helm: HelmFromBundle; seconds: { helmLoad: number; helmInstall: number } }> {
+  const failures: string[] = [];
+  const kubeconfig = o.kubeconfig!;
+  const kubectl = o.kubectlDir ? join(o.kubectlDir, 'kubectl') : 'kubectl';
+  const cluster = o.clusterScript ?? join(o.source, 'scripts/cluster.sh');
+  const k = (args: string[], input?: string) => spawnSync(kubectl, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', input, timeout: 300_000, maxBuffer: 64 << 20 });
+  const helmEnv = { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: join(work, 'helm-home/cache'), HELM_CONFIG_HOME: join(work, 'helm-home/config'), HELM_DATA_HOME: join(work, 'helm-home/data') };
+  const port = await freePort();
+  const registry = `127.0.0.1:${port}`;
+  const storage = join(work, 'registry-helm');
+  mkdirSync(storage, { recursive: true });
+  writeFileSync(join(work, 'registry-helm.yml'), registryConfig(storage, registry));
+  const log = openSync(join(work, 'registry-helm.log'), 'a');
+  const child = spawn(REGISTRY_BIN, ['serve', join(work, 'registry-helm.yml')], { stdio: ['ignore', log, log] });
+  const ns = `stella-airgap-${process.pid}`;
+  const release = 'stella-airgap';
+  let added = false;
+  let created = false;
+  try {
+    await waitForPort('127.0.0.1', port, 'the Helm phase registry');
+    const before = (await (await fetch(`http://${registry}/v2/_catalog`)).json()) as { repositories?: string[] };
+    if ((before.repositories ?? []).length) failures.push(`the registry at ${registry} was not empty before the load: ${before.repositories!.join(', ')}`);
+    const relocated = join(work, 'relocated-helm');
+    const t0 = performance.now();
+    const load = await cliInNamespace(undefined, o, ['bundle-load', '--bundle', o.bundle, '--to', registry, '--out', relocated, ...(o.publicKey ? ['--public-key', o.publicKey] : [])], 1_800_000);
+    const helmLoad = +((performance.now() - t0) / 1000).toFixed(1);
+    if (load.status !== 0) throw new StellaError('VERIFY_FAILED', `smoke-airgap: bundle-load into ${registry} failed (exit ${load.status}): ${load.stderr.trim().split('\n').slice(-5).join(' | ')}`);
+    const repositories = (((await (await fetch(`http://${registry}/v2/_catalog?n=1000`)).json()) as { repositories?: string[] }).repositories ?? []).sort();
+    progress(`helm: bundle loaded into ${registry} (${repositories.length} repositories) in ${helmLoad} s`);
+
+    const reg = spawnSync('bash', [cluster, 'registry', 'add', registry], { encoding: 'utf8' });
+    if (reg.status !== 0) throw new StellaError('BUILD_FAILED', `smoke-airgap: cluster.sh registry add ${registry}: ${reg.stderr.trim()}`);
+    added = true;
+    const nsDoc = JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'stellaops.io/smoke': 'true', 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' } } });
+    const made = k(['apply', '-f', '-'], nsDoc);
+    if (made.status !== 0) throw new StellaError('BUILD_FAILED', `smoke-airgap: create namespace ${ns}: ${made.stderr.trim()}`);
+    created = true;
+    const helmDir = join(relocated, BundlePath.helm);
+    const chart = readdirSync(helmDir).find((f) => /^stella-.*\.tgz$/.test(f));
+    if (!chart) throw new StellaError('NOT_FOUND', `smoke-airgap: no chart (stella-*.tgz) in the bundle's ${BundlePath.helm}/`);
+    const t1 = performance.now();
+    const inst = spawnSync('helm', ['install', release, join(helmDir, chart), '-n', ns, '-f', join(helmDir, 'values-airgap.yaml'), '-f', join(helmDir, 'values-relocated.yaml'), '--set', 'bundled.enabled=true', '--wait', '--timeout', `${o.timeoutSeconds ?? 600}s`], { encoding: 'utf8', env: helmEnv, timeout: ((o.timeoutSeconds ?? 600) + 120) * 1000, maxBuffer: 16 << 20 });
+    const helmInstall = +((performance.now() - t1) / 1000).toFixed(1);
+    if (inst.status !== 0) {
+      const events = k(['-n', ns, 'get', 'events', '--sort-by=.lastTimestamp']).stdout.split('\n').slice(-15).join('\n');
+      failures.push(`helm install of the bundle's ${chart} failed (exit ${inst.status}): ${inst.stderr.trim().split('\n').slice(-5).join(' | ')}\n${events}`);
+    }
+    const podList = JSON.parse(k(['-n', ns, 'get', 'pods', '-o', 'json']).stdout || '{"items":[]}') as { items: any[] };
+    const pods: Record<string, string> = {};
+    const images = new Set<string>();
+    for (const p of podList.items) {
+      for (const c of [...(p.spec.initContainers ?? []), ...(p.spec.containers ?? [])]) images.add(String(c.image));
+      if (p.status.phase === 'Succeeded') continue;
+      pods[p.metadata.name] = (p.status.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True') ? 'Ready' : `${p.status.phase} not Ready`;
+    }
+    if (Object.keys(pods).length === 0) failures.push('no pods run');
+    for (const [p, st] of Object.entries(pods)) if (st !== 'Ready') failures.push(`pod ${p} is ${st}`);
+    const lock = validateImagesLock(JSON.parse(readFileSync(join(relocated, BundlePath.imagesLock), 'utf8')));
+    const digests = new Set(lock.images.map((i) => `${i.repository}@${i.digest}`));
+    for (const im of images) if (!digests.has(im)) failures.push(`a container runs ${im}: not an image of the bundle at ${registry}`);
+    const kinds = JSON.parse(k(['-n', ns, 'get', 'statefulsets', '-o', 'json']).stdout || '{"items":[]}') as { items: unknown[] };
+    if (kinds.items.length < 4) failures.push(`bundled mode: ${kinds.items.length} StatefulSets, expected PostgreSQL, Redis, the object store and NATS`);
+    progress(`helm: ${chart} installed from ${registry} in ${helmInstall} s: ${Object.values(pods).filter((x) => x === 'Ready').length}/${Object.keys(pods).length} pods Ready, ${images.size} images, all the bundle's`);
+    return { helm: { registry, repositories, namespace: ns, chart, pods, images: [...images].sort(), failures }, seconds: { helmLoad, helmInstall } };
+  } finally {
+    if (created) {
+      spawnSync('helm', ['uninstall', release, '-n', ns, '--wait', '--timeout', '120s'], { env: helmEnv, timeout: 180_000 });
+      k(['delete', 'namespace', ns, '--wait=true', '--timeout=180s']);
+    }
+    if (added) spawnSync('bash', [cluster, 'registry', 'remove', registry]);
+    child.kill('SIGTERM');
   }
 }
 
@@ -192,6 +326,8 @@ export async function smokeAirgapFn(a: Readonly<Record<string, string | boolean 
     ...(str('workDir') ? { workDir: resolve(io.source, str('workDir')!) } : {}),
     ...(typeof a.timeout === 'number' ? { timeoutSeconds: a.timeout } : {}),
     compose: a.noCompose !== true,
+    ...(str('kubeconfig') ? { kubeconfig: resolve(io.source, str('kubeconfig')!) } : {}),
+    ...(str('kubectlDir') ? { kubectlDir: resolve(io.source, str('kubectlDir')!) } : {}),
     progress: (l) => io.progress(l),
   });
   const out = JSON.stringify(r, null, 2);

@@ -6,7 +6,10 @@
  *      the support image lock's);
  *   2. a copy of deploy/compose/ as the install; `quickstart.sh --check` changes nothing;
  *   3. `quickstart.sh --images build.json`: the time from its start to all-healthy and to
- *      "the console answers";
+ *      "the console answers"; with --bundle, `quickstart.sh --bundle FILE` instead: the bundle
+ *      verified, loaded (load.sh) into the registry the script starts from the bundle's own
+ *      support-registry image, and its quickstart run from that registry (the install is then
+ *      the bundle's compose/, copied to <dir>/install);
  *   4. what listens: only 127.0.0.1 (with --expose-public, at the end: every address);
  *   5. the AOC rule in the running stack: conseiller and excitator /capabilities say merge: false;
  *   6. the seed through the API (admin token, SBOMs, advisories, VEX, policy, task pack);
@@ -28,6 +31,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runForStatus, type Exit } from '../base/exec.ts';
+import { StellaError } from '../errors.ts';
 import { catalog } from '../catalog/index.ts';
 import { freePort } from '../net.ts';
 import { COMPOSE_DIR, HTTP_PUBLISH_SERVICES, PROJECT, TLS_PORTS, publishedPorts, supportImageVariable } from '../compose/render.ts';
@@ -38,8 +42,12 @@ import { bucketObjects } from './s3.ts';
 export interface SmokeComposeOptions {
   /** The repository checkout (deploy/compose/ is copied from it). */
   readonly source: string;
-  /** The release's build document (build.json): the StellaOps images, by digest. */
-  readonly images: string;
+  /** The release's build document (build.json): the StellaOps images, by digest. Or `bundle`. */
+  readonly images?: string;
+  /** An air-gap bundle instead of `images`: `quickstart.sh --bundle FILE` (verify, load into the registry it starts, run). */
+  readonly bundle?: string;
+  /** With `bundle`: the key its checksums must be signed with (else its own key: integrity only). */
+  readonly publicKey?: string;
   /** A support image lock to use instead of deploy/support-images.lock.json (a candidate lock): its pins go to the install's image variables. */
   readonly supportLock?: string;
   /** Use this Docker daemon (e.g. tcp://docker:2375, a DinD service) instead of starting a fresh one. */
@@ -120,19 +128,25 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
   const timeout = o.timeoutSeconds ?? 300;
   const work = o.workDir ?? mkdtempSync(join(tmpdir(), 'stella-smoke-'));
   mkdirSync(work, { recursive: true });
-  const images = resolve(o.images);
-  const install = join(work, 'install');
+  if (!o.images === !o.bundle) throw new StellaError('INVALID_ARGUMENT', 'smoke-compose: give --images (a build document) or --bundle (an air-gap bundle), not both');
+  // With a bundle, the install is the bundle's own compose/ (copied to <dir>/install by
+  // quickstart.sh --bundle); deploy/compose is only the launcher the operator runs first.
+  const bundleDir = join(work, 'from-bundle');
+  const launcher = join(work, o.bundle ? 'launcher' : 'install');
+  const install = o.bundle ? join(bundleDir, 'install') : launcher;
+  const qsArgs = o.bundle ? ['--bundle', resolve(o.bundle), '--dir', bundleDir, ...(o.publicKey ? ['--public-key', resolve(o.publicKey)] : [])] : ['--images', resolve(o.images!)];
   let daemon: FreshDaemon | undefined;
   const bridge = `stq${randomBytes(4).toString('hex')}`;
   if (!o.dockerHost) daemon = await startFreshDaemon({ root: join(work, 'daemon'), bridge, progress });
   const dockerHost = o.dockerHost ?? daemon!.host;
 
-  // The install: deploy/compose/ without any local state.
-  cpSync(join(o.source, COMPOSE_DIR), install, { recursive: true, filter: (src) => !/\/(\.env|\.secrets|backups)(\/|$)/.test(src.slice(join(o.source, COMPOSE_DIR).length)) });
+  // The install (or the launcher): deploy/compose/ without any local state.
+  cpSync(join(o.source, COMPOSE_DIR), launcher, { recursive: true, filter: (src) => !/\/(\.env|\.secrets|backups)(\/|$)/.test(src.slice(join(o.source, COMPOSE_DIR).length)) });
   const files = ['docker-compose.yml'];
   if (daemon) {
-    writeFileSync(join(install, 'compose.smoke.yml'), `# smoke-compose: the fresh daemon's network uses a bridge the host's FORWARD chain lets through.\nnetworks:\n  stella-net:\n    driver_opts:\n      com.docker.network.bridge.name: ${bridge}\n`);
-    files.push('compose.smoke.yml');
+    // Outside the install (a bundle's install is written by quickstart.sh): an absolute path.
+    writeFileSync(join(work, 'compose.smoke.yml'), `# smoke-compose: the fresh daemon's network uses a bridge the host's FORWARD chain lets through.\nnetworks:\n  stella-net:\n    driver_opts:\n      com.docker.network.bridge.name: ${bridge}\n`);
+    files.push(join(work, 'compose.smoke.yml'));
   }
   const ports: Record<string, number> = {};
   for (const p of [...publishedPorts(), ...TLS_PORTS]) ports[p.variable] = await freePort();
@@ -142,6 +156,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     DOCKER_HOST: dockerHost,
     COMPOSE_FILE: files.join(':'),
     STELLA_QUICKSTART_TIMEOUT: String(timeout),
+    // The registry quickstart.sh --bundle starts: a free port (and names of its own).
+    ...(o.bundle ? { STELLA_BUNDLE_REGISTRY_PORT: String(await freePort()) } : {}),
     ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
   };
   if (o.supportLock) {
@@ -149,7 +165,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     for (const [name, pin] of Object.entries(lock)) env[supportImageVariable(name)] = imageRef(pin!);
   }
   const sh = (script: string, args: string[], extra: NodeJS.ProcessEnv = {}, input?: string) => runForStatus('bash', [join(install, script), ...args], { cwd: install, env: { ...env, ...extra }, timeoutMs: (timeout + 300) * 1000, input });
-  const docker = (args: string[], input?: string) => runForStatus('docker', args, { cwd: install, env, timeoutMs: 120_000, input });
+  const launch = (args: string[]) => runForStatus('bash', [join(launcher, 'quickstart.sh'), ...args], { cwd: launcher, env, timeoutMs: (timeout + 600) * 1000 });
+  const docker = (args: string[], input?: string) => runForStatus('docker', args, { cwd: launcher, env, timeoutMs: 120_000, input });
   const compose = (args: string[], input?: string) => docker(['compose', '-p', PROJECT, ...args], input);
   // A daemon reached over TCP (a DinD service) publishes in its own network namespace: the
   // ports bind to every address there (EXPOSE_PUBLIC=1) and are reached at its host name.
@@ -165,9 +182,10 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
   const report: { -readonly [K in keyof SmokeReport]: SmokeReport[K] } = { dockerHost, freshDaemon: !!daemon, install, services: {}, listeners: [], capabilities: {}, seed: {}, failures };
   try {
     // 2. pre-flight only: passes on the fresh host, changes nothing.
-    const pre = await sh('quickstart.sh', ['--check', '--images', images]);
+    const pre = await launch(['--check', ...qsArgs]);
     check(pre.status === 0, `quickstart.sh --check failed on the fresh host: ${pre.stderr.trim()}`);
     check(!existsSync(join(install, '.env')) && !existsSync(join(install, '.secrets')), 'quickstart.sh --check wrote .env or .secrets/');
+    if (o.bundle) check(!existsSync(bundleDir), `quickstart.sh --check --bundle wrote ${bundleDir}`);
     const before = await docker(['ps', '-aq']);
     check(before.stdout.trim() === '', 'quickstart.sh --check created containers');
 
@@ -187,7 +205,7 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
         await sleep(250);
       }
     })();
-    const qs = await sh('quickstart.sh', ['--images', images]);
+    const qs = await launch(qsArgs);
     const healthyAt = Date.now();
     done = true;
     await poll;
@@ -255,7 +273,8 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     const c1 = await containers();
     const s1 = secretsHash();
     const e1 = sha(readFileSync(join(install, '.env')));
-    const again = await sh('quickstart.sh', ['--images', images]);
+    // With a bundle, the re-run is the installed copy's: the bundle's own quickstart.sh --bundle.
+    const again = await sh('quickstart.sh', qsArgs);
     check(again.status === 0, `the second quickstart.sh failed: ${again.stderr.trim().split('\n').slice(-10).join('\n')}`);
     const c2 = await containers();
     const recreated = c1.filter((c) => !c2.includes(c)).map((c) => c.split(' ')[1]!);
@@ -305,7 +324,7 @@ export async function smokeCompose(o: SmokeComposeOptions): Promise<SmokeReport>
     }
 
     // Last: the tls profile, public, with the generated CA.
-    if (o.tls) await tlsPhase({ sh, docker, install, reach, ports, daemon, check, report });
+    if (o.tls) await tlsPhase({ sh: (script, args, extra) => sh(script, [...args, ...(o.bundle ? qsArgs : [])], extra), docker, install, reach, ports, daemon, check, report });
     return report;
   } finally {
     if (o.keep) {

@@ -18,8 +18,10 @@
  *      hook ran before every new pod, workers waited for the API, the schema has the new
  *      migration, the canary is intact;
  *   5. `helm rollback`: the first release's digests run again, the canary is intact;
- *   bundled mode: the same install with the StatefulSets of the support images, canary, every
- *   StatefulSet pod deleted and back, canary intact, upgrade, canary intact.
+ *   bundled mode: the same install with the StatefulSets of the support images (the chart's own
+ *   bucket Job creates the object store's bucket: the smoke checks it completed after install,
+ *   upgrade and rollback, and creates nothing itself), canary, every StatefulSet pod deleted and
+ *   back, canary intact, upgrade, canary intact.
  * Every phase is timed; `failures` lists each check that did not hold (the function fails on any).
  */
 import { weedBinary } from '../support/binaries.ts';
@@ -71,6 +73,8 @@ export interface ModeReport {
   readonly canary: Record<string, unknown>;
   readonly images: { readonly first: Record<string, string>; readonly second?: Record<string, string>; readonly rolledBack?: Record<string, string> };
   readonly order?: Record<string, string>;
+  /** Bundled mode: the chart's bucket Job after install, upgrade and rollback (name and run time). */
+  readonly bucketJobs?: Record<string, string>;
 }
 
 export interface SmokeHelmReport {
@@ -79,7 +83,7 @@ export interface SmokeHelmReport {
   readonly phases: Record<string, number>;
   readonly modes: Partial<Record<SmokeMode, ModeReport>>;
   readonly failures: string[];
-  /** What the smoke had to do that the chart should (each one a chart gap to close). */
+  /** What the smoke had to do that the chart should (each one a chart gap to close; none today). */
   readonly workarounds: string[];
 }
 
@@ -392,44 +396,21 @@ export async function smokeHelm(o: SmokeHelmOptions): Promise<SmokeHelmReport> {
     }
   };
   const helmDo = (what: string, args: string[]) => helmFail(what, kube.helm([...args, '-n', ns, '--wait', '--timeout', `${timeout}s`]));
-  /** helm in the background (while something else happens in the cluster). */
-  const helmAsync = (what: string, args: string[]) =>
-    new Promise<void>((res, rej) => {
-      const p = spawn(kube.helmBin, [...args, '-n', ns, '--wait', '--timeout', `${timeout}s`], { env: kube.helmEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      p.stdout!.on('data', (d) => (out += String(d)));
-      p.stderr!.on('data', (d) => (err += String(d)));
-      p.once('exit', (status) => {
-        try {
-          helmFail(what, { status, stdout: out, stderr: err });
-          res();
-        } catch (e) {
-          rej(e);
-        }
-      });
-    });
   /**
-   * WORKAROUND (chart gap found on the cluster): in bundled mode nothing creates the object store's
-   * bucket, so every component that needs the store stays not-ready ("bucket "stella" does not
-   * exist"). Compose has an init job for it (deploy/compose/init/stella-init.mjs bucket); the chart
-   * has none yet. The smoke creates it through a port-forward and reports that it did.
+   * Bundled mode: the chart's own bucket Job (templates/bundled/object-store-init.yaml, the quickstart's
+   * `stella-init.mjs bucket`, one Job per release revision) ran to completion, and it is the only one
+   * (Helm deleted the previous revision's). The smoke creates no bucket: the canary's export proves it.
    */
-  const createBundledBucket = async (): Promise<void> => {
-    await waitUntil('the bundled object store pod Ready', timeout, () => (kube.k(['-n', ns, 'get', 'pod', `${FULL}-object-store-0`, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']).stdout === 'True') || undefined);
-    const creds = JSON.parse(kube.kMust('bundled credentials', ['-n', ns, 'get', 'secret', `${FULL}-bundled-credentials`, '-o', 'json'])).data as Record<string, string>;
-    const dec = (k: string) => Buffer.from(creds[k] ?? '', 'base64').toString('utf8');
-    const pf = await portForward(kube, ns, `${FULL}-object-store`, 9000);
-    try {
-      const status = await waitUntil('the bundled bucket', 120, async () => {
-        const st = await s3CreateBucket(pf.url, dec('object-store-access-key'), dec('object-store-secret-key'), 'stella').catch(() => 0);
-        return [200, 409].includes(st) ? st : undefined;
-      });
-      if (status === 409) return; // it exists already: the chart made it
-    } finally {
-      pf.stop();
-    }
-    workarounds.push('bundled mode: the chart creates no object store bucket; the smoke created "stella" through a port-forward (compose has an init job for it)');
+  const checkBucketJob = (what: string): string | undefined => {
+    const selector = 'app.kubernetes.io/component=object-store-init';
+    const done = kube.k(['-n', ns, 'wait', '--for=condition=complete', 'job', '-l', selector, `--timeout=${timeout}s`], undefined, (timeout + 30) * 1000);
+    const jobs = kube.json<{ items: any[] }>(['-n', ns, 'get', 'jobs', '-l', selector]).items.filter((j) => !j.metadata.deletionTimestamp);
+    check(done.status === 0, `${what}: the bucket Job did not complete: ${done.stderr.trim().split('\n').slice(-3).join(' ')}`);
+    check(jobs.length === 1, `${what}: ${jobs.length} bucket Jobs (${jobs.map((j) => j.metadata.name).join(', ')}), expected the release revision's one`);
+    const j = jobs[0];
+    if (!j) return undefined;
+    const took = (Date.parse(j.status?.completionTime ?? '') - Date.parse(j.status?.startTime ?? '')) / 1000;
+    return `${j.metadata.name}${Number.isFinite(took) ? ` (${took} s)` : ''}`;
   };
 
   /** An admin and the quickstart seed, by the API image's own `migrate` (as the migrator hook, with seeding on). */
@@ -564,18 +545,21 @@ export async function smokeHelm(o: SmokeHelmOptions): Promise<SmokeHelmReport> {
       const valuesFile = join(work, `values-${mode}.yaml`);
       writeFileSync(valuesFile, yamlStringify(values));
 
-      await timed(`${m}: install`, async () => {
-        if (mode === 'external') return helmDo('install', ['install', RELEASE, ...helmOci(first), '-f', valuesFile]);
-        const install = helmAsync('install', ['install', RELEASE, ...helmOci(first), '-f', valuesFile]);
-        await Promise.all([install, createBundledBucket()]);
-      });
+      await timed(`${m}: install`, () => helmDo('install', ['install', RELEASE, ...helmOci(first), '-f', valuesFile]));
       const pods = checkAllReady(`${mode} install`);
+      const bucketJobs: Record<string, string> = {};
+      const bucketJob = (phase: string) => {
+        if (mode !== 'bundled') return;
+        const j = checkBucketJob(`bundled ${phase}`);
+        if (j) bucketJobs[phase] = j;
+      };
+      bucketJob('install');
       const imagesFirst = runningImages();
       expectDigests(`${mode} install`, imagesFirst, docA);
       const password = await timed(`${m}: seed`, seedAdmin);
       const canary = await timed(`${m}: canary`, () => writeCanary(password));
       progress(`${mode}: canary finding ${canary.component}, export ${canary.exportId}`);
-      const modeReport: { -readonly [K in keyof ModeReport]: ModeReport[K] } = { pods, canary: { ...canary }, images: { first: digestsOf(imagesFirst) } };
+      const modeReport: { -readonly [K in keyof ModeReport]: ModeReport[K] } = { pods, canary: { ...canary }, images: { first: digestsOf(imagesFirst) }, ...(mode === 'bundled' ? { bucketJobs } : {}) };
       report.modes[mode] = modeReport;
 
       if (mode === 'bundled') {
@@ -597,6 +581,7 @@ export async function smokeHelm(o: SmokeHelmOptions): Promise<SmokeHelmReport> {
       const upgradeStart = Date.now();
       await timed(`${m}: upgrade`, () => helmDo('upgrade', ['upgrade', RELEASE, ...helmOci(second), '-f', valuesFile]));
       checkAllReady(`${mode} upgrade`);
+      bucketJob('upgrade');
       const imagesSecond = runningImages();
       expectDigests(`${mode} upgrade`, imagesSecond, docB);
       modeReport.images = { ...modeReport.images, second: digestsOf(imagesSecond) };
@@ -610,6 +595,7 @@ export async function smokeHelm(o: SmokeHelmOptions): Promise<SmokeHelmReport> {
 
       await timed(`${m}: rollback`, () => helmDo('rollback', ['rollback', RELEASE, '1']));
       checkAllReady(`${mode} rollback`);
+      bucketJob('rollback');
       const imagesBack = runningImages();
       expectDigests(`${mode} rollback`, imagesBack, docA);
       modeReport.images = { ...modeReport.images, rolledBack: digestsOf(imagesBack) };

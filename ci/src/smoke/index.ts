@@ -9,11 +9,14 @@ type A = Readonly<Record<string, string | boolean | number | undefined>>;
 
 /** `stella-release smoke-compose …`: the report as JSON; fails listing every check that did not hold. */
 export async function smokeComposeFn(a: A, io: { readonly source: string; progress(line: string): void }): Promise<string> {
-  const images = a.images === undefined ? undefined : String(a.images);
-  if (!images) throw new StellaError('INVALID_ARGUMENT', '--images is required (the build document of the images to run, e.g. dist/build.json)');
+  const images = a.images === undefined || a.images === '' ? undefined : String(a.images);
+  const bundle = a.bundle === undefined || a.bundle === '' ? undefined : String(a.bundle);
+  if (!images === !bundle) throw new StellaError('INVALID_ARGUMENT', 'give --images (the build document of the images to run, e.g. dist/build.json) or --bundle (an air-gap bundle, e.g. dist/stella-bundle-v1.4.0.tar.zst), one of them');
+  if (a.publicKey && !bundle) throw new StellaError('INVALID_ARGUMENT', '--public-key goes with --bundle');
   const report = await smokeCompose({
     source: io.source,
-    images,
+    ...(images ? { images } : {}),
+    ...(bundle ? { bundle, ...(a.publicKey ? { publicKey: String(a.publicKey) } : {}) } : {}),
     ...(a.dockerHost ? { dockerHost: String(a.dockerHost) } : {}),
     ...(a.supportLock ? { supportLock: String(a.supportLock) } : {}),
     ...(a.workDir ? { workDir: String(a.workDir) } : {}),

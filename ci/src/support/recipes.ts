@@ -9,10 +9,11 @@ import { SUPPORT_NAMES } from '../catalog/types.ts';
 
 /**
  * The images `support-images` builds: the catalog's support services, plus nginx, the Compose
- * quickstart's TLS sidecar (the `tls` profile). nginx is not a catalog support service: no
- * StellaOps service depends on it and the chart terminates TLS at its ingress.
+ * quickstart's TLS sidecar (the `tls` profile), and the registry `quickstart.sh --bundle` starts
+ * from the air-gap bundle to load it into. Neither is a catalog support service: no StellaOps
+ * service depends on them, and the chart terminates TLS at its ingress.
  */
-export const SUPPORT_IMAGE_NAMES = [...SUPPORT_NAMES, 'nginx'] as const;
+export const SUPPORT_IMAGE_NAMES = [...SUPPORT_NAMES, 'nginx', 'registry'] as const;
 export type SupportImageName = (typeof SUPPORT_IMAGE_NAMES)[number];
 
 /** Debian suite every Debian-based support image is built from. */
@@ -235,6 +236,33 @@ export function goBinariesOf(recipe: SupportRecipe): GoBinary[] {
   return [...(recipe.go ? [recipe.go] : []), ...(recipe.probe ? [PROBE] : [])];
 }
 
+/**
+ * The registry's configuration: distribution 2.8 on :5000, storage under the volume, no auth
+ * (it listens where `quickstart.sh --bundle` publishes it: 127.0.0.1 only), deletes off.
+ */
+export const REGISTRY_CONF = `# StellaOps support image: distribution (docker-registry) configuration.
+# Storage under /var/lib/registry (the volume); no authentication: publish it on
+# loopback only (quickstart.sh --bundle does), or mount your own config here.
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+`;
+
 /** The image's default nginx configuration (compose mounts its own, deploy/compose/tls/nginx.conf). */
 export const NGINX_CONF = `# StellaOps support image: default nginx configuration. Non-root (uid 101), read-only root:
 # the pid and temporary files go to /tmp and /var/lib/nginx (the volume). A health endpoint on
@@ -284,6 +312,8 @@ export const PROBE_HEALTHCHECKS = {
   'otel-collector': ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:13133/'],
   /** nginx's health server (NGINX_CONF, deploy/compose/tls/nginx.conf). */
   nginx: ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:8099/healthz'],
+  /** The registry's API root (200 without auth: REGISTRY_CONF has none). */
+  registry: ['CMD', '/usr/bin/stella-probe', 'http://127.0.0.1:5000/v2/'],
 } as const satisfies Partial<Record<SupportImageName, readonly string[]>>;
 
 export const RECIPES: Readonly<Record<SupportImageName, SupportRecipe>> = {
@@ -438,5 +468,26 @@ export const RECIPES: Readonly<Record<SupportImageName, SupportRecipe>> = {
     prune: ['etc/nginx/sites-available', 'etc/nginx/sites-enabled', 'etc/nginx/modules-enabled', 'etc/nginx/modules-available', 'etc/nginx/snippets', 'etc/init.d', 'etc/logrotate.d', 'etc/ufw', 'etc/default', 'lib/systemd', 'usr/lib/systemd', 'var/www', 'usr/share/nginx/modules-available'],
     versionFrom: { deb: 'nginx' },
     licenses: 'BSD-2-Clause',
+  },  registry: {
+    name: 'registry',
+    image: 'support-registry',
+    title: 'Distribution registry 2.8 (air-gap loading)',
+    description: "The OCI distribution registry from Debian 12's docker-registry, non-root (uid 65532) on a read-only root, storing under /var/lib/registry; what quickstart.sh --bundle loads the bundle into; no shell",
+    upstream: 'docker.io/library/registry:2.8.2',
+    debs: ['docker-registry'],
+    probe: true,
+    user: { name: 'registry', uid: 65532, home: '/var/lib/registry' },
+    volume: '/var/lib/registry',
+    volumeMode: 0o750,
+    entrypoint: ['/usr/bin/docker-registry'],
+    cmd: ['serve', '/etc/docker/registry/config.yml'],
+    env: [PATH_ENV],
+    exposedPorts: [5000],
+    workingDir: '/var/lib/registry',
+    healthcheck: PROBE_HEALTHCHECKS.registry,
+    files: [{ path: '/etc/docker/registry/config.yml', content: REGISTRY_CONF }],
+    prune: ['etc/init.d', 'lib/systemd', 'usr/lib/systemd', 'var/lib/docker-registry'],
+    versionFrom: { deb: 'docker-registry' },
+    licenses: 'Apache-2.0',
   },
 };

@@ -9,6 +9,8 @@ export SECRETS_DIR="$STELLA_DIR/.secrets"
 PROJECT="${COMPOSE_PROJECT_NAME:-stellaops}"
 
 say() { printf '%s\n' "$*"; }
+# An absolute path for PATH (relative to the current directory), whether or not it exists.
+abs_path() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 warn() { printf '%s\n' "$*" >&2; }
 die() {
   printf 'error: %s\n' "$*" >&2

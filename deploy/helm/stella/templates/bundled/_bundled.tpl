@@ -170,7 +170,8 @@ spec:
 
 {{- /*
 stella.bundled.networkpolicy: a bundled service accepts its port from the enabled components that
-depend on it (and the migrator, for PostgreSQL) and sends nothing.
+depend on it (and the migrator, for PostgreSQL; the bucket Job, object-store-init.yaml, for the
+object store) and sends nothing.
 */ -}}
 {{- define "stella.bundled.networkpolicy" -}}
 {{- if and .root.Values.bundled.enabled .root.Values.networkPolicy.enabled -}}
@@ -182,6 +183,7 @@ depend on it (and the migrator, for PostgreSQL) and sends nothing.
 {{- if and (has $s.name .dependsOn) (index $root.Values .valuesKey).enabled -}}{{- $clients = append $clients .name -}}{{- end -}}
 {{- end -}}
 {{- if and (eq $s.name "postgres") $root.Values.migrations.enabled -}}{{- $clients = append $clients "migrator" -}}{{- end -}}
+{{- if eq $s.name "object-store" -}}{{- $clients = append $clients "object-store-init" -}}{{- end -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
