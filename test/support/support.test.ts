@@ -122,9 +122,9 @@ describe.skipIf(skip)('support images', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('builds all six (the catalog five in catalog order, then nginx), and a warm second build compiles nothing', () => {
+  it('builds all seven (the catalog five in catalog order, then nginx and the registry), and a warm second build compiles nothing', () => {
     expect(first.images.map((i) => i.name)).toEqual([...SUPPORT_IMAGE_NAMES]);
-    expect(SUPPORT_IMAGE_NAMES).toEqual([...SUPPORT_NAMES, 'nginx']);
+    expect(SUPPORT_IMAGE_NAMES).toEqual([...SUPPORT_NAMES, 'nginx', 'registry']);
     expect(second.images.flatMap((i) => i.compiled)).toEqual([]);
   });
 
