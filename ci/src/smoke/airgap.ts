@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { StellaError } from '../errors.ts';
 import { BundlePath, validateImagesLock } from '../bundle/format.ts';
 import { freePort } from '../net.ts';
+import { Kube } from './helm.ts';
 
 export interface SmokeAirgapOptions {
   /** The checkout (its ci/src/cli.ts runs inside the namespace; its deploy/compose is the quickstart). */
@@ -243,10 +244,9 @@ async function waitForPort(host: string, port: number, what: string): Promise<vo
 async function helmFromBundle(o: SmokeAirgapOptions, work: string, progress: (l: string) => void): Promise<{ helm: HelmFromBundle; seconds: { helmLoad: number; helmInstall: number } }> {
   const failures: string[] = [];
   const kubeconfig = o.kubeconfig!;
-  const kubectl = o.kubectlDir ? join(o.kubectlDir, 'kubectl') : 'kubectl';
+  const kube = new Kube(kubeconfig, join(work, 'helm-home'), o.kubectlDir ? join(o.kubectlDir, 'kubectl') : undefined);
+  const k = (args: string[], input?: string) => kube.k(args, input, 300_000);
   const cluster = o.clusterScript ?? join(o.source, 'scripts/cluster.sh');
-  const k = (args: string[], input?: string) => spawnSync(kubectl, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', input, timeout: 300_000, maxBuffer: 64 << 20 });
-  const helmEnv = { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: join(work, 'helm-home/cache'), HELM_CONFIG_HOME: join(work, 'helm-home/config'), HELM_DATA_HOME: join(work, 'helm-home/data') };
   const port = await freePort();
   const registry = `127.0.0.1:${port}`;
   const storage = join(work, 'registry-helm');
@@ -281,7 +281,7 @@ async function helmFromBundle(o: SmokeAirgapOptions, work: string, progress: (l:
     const chart = readdirSync(helmDir).find((f) => /^stella-.*\.tgz$/.test(f));
     if (!chart) throw new StellaError('NOT_FOUND', `smoke-airgap: no chart (stella-*.tgz) in the bundle's ${BundlePath.helm}/`);
     const t1 = performance.now();
-    const inst = spawnSync('helm', ['install', release, join(helmDir, chart), '-n', ns, '-f', join(helmDir, 'values-airgap.yaml'), '-f', join(helmDir, 'values-relocated.yaml'), '--set', 'bundled.enabled=true', '--wait', '--timeout', `${o.timeoutSeconds ?? 600}s`], { encoding: 'utf8', env: helmEnv, timeout: ((o.timeoutSeconds ?? 600) + 120) * 1000, maxBuffer: 16 << 20 });
+    const inst = kube.helm(['install', release, join(helmDir, chart), '-n', ns, '-f', join(helmDir, 'values-airgap.yaml'), '-f', join(helmDir, 'values-relocated.yaml'), '--set', 'bundled.enabled=true', '--wait', '--timeout', `${o.timeoutSeconds ?? 600}s`], ((o.timeoutSeconds ?? 600) + 120) * 1000);
     const helmInstall = +((performance.now() - t1) / 1000).toFixed(1);
     if (inst.status !== 0) {
       const events = k(['-n', ns, 'get', 'events', '--sort-by=.lastTimestamp']).stdout.split('\n').slice(-15).join('\n');
@@ -306,7 +306,7 @@ async function helmFromBundle(o: SmokeAirgapOptions, work: string, progress: (l:
     return { helm: { registry, repositories, namespace: ns, chart, pods, images: [...images].sort(), failures }, seconds: { helmLoad, helmInstall } };
   } finally {
     if (created) {
-      spawnSync('helm', ['uninstall', release, '-n', ns, '--wait', '--timeout', '120s'], { env: helmEnv, timeout: 180_000 });
+      kube.helm(['uninstall', release, '-n', ns, '--wait', '--timeout', '120s'], 180_000);
       k(['delete', 'namespace', ns, '--wait=true', '--timeout=180s']);
     }
     if (added) spawnSync('bash', [cluster, 'registry', 'remove', registry]);

@@ -246,14 +246,16 @@ export async function startHostDeps(addr: string, dir: string, progress: (l: str
 
 // ---- kubectl, helm, the API -----------------------------------------------------------------
 
-class Kube {
+/** kubectl and helm against one kubeconfig, helm with its own home (also smoke-airgap's Helm phase). */
+export class Kube {
   readonly kubectl: string;
   readonly helmBin: string;
   readonly helmEnv: NodeJS.ProcessEnv;
   readonly kubeconfig: string;
-  constructor(kubeconfig: string, home: string) {
+  /** `kubectl`: its path; default $STELLA_KUBECTL, else PATH. */
+  constructor(kubeconfig: string, home: string, kubectl?: string) {
     this.kubeconfig = kubeconfig;
-    this.kubectl = process.env.STELLA_KUBECTL || 'kubectl';
+    this.kubectl = kubectl || process.env.STELLA_KUBECTL || 'kubectl';
     this.helmBin = process.env.STELLA_HELM || 'helm';
     this.helmEnv = { ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
   }
