@@ -303,7 +303,7 @@ const definitions: readonly FunctionSpec[] = [
       arg('allowDirty', 'boolean', 'allow a final release (vX.Y.Z) from a working tree with uncommitted changes (recorded as dirty: true)'),
       arg('supportImages', 'string', 'support images: lock (the committed lock, when its images are present), build, or skip', { default: 'lock' }),
       arg('noCache', 'boolean', 'ignore the caches in <out>/app/.stella-cache (build inputs, verified attestations): rebuild, re-attest and re-verify every image, then record the caches anew'),
-      arg('smoke', 'boolean', 'versioned releases with a bundle: run smoke-airgap on it here (needs root: the quickstart from the bundle in a network namespace with no route), recorded in release.json for promote', { default: 'skip the smoke slot (smoke.yml runs the smoke tests on the rc)' }),
+      arg('smoke', 'boolean', 'run the smoke slot here: smoke-compose on the release images where a Docker engine is, and for versioned releases with a bundle smoke-airgap on it (needs root: the quickstart from the bundle in a network namespace with no route); each recorded in release.json for promote, and a passed record for the same digests is kept by a re-run instead of testing again', { default: 'skip the smoke slot (smoke.yml runs the smoke tests on the rc)' }),
     ],
     examples: [{ args: `--version v1.4.0-rc.1 --registry ghcr.io ${KEY} ${GHCR}`, daggerThen: 'export --path dist' }],
     dagger: { kind: 'toolbox-directory', directoryArg: 'out', directoryDefault: DEFAULT_OUT, registryArg: 'registry' },

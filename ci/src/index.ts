@@ -484,10 +484,12 @@ export class Stella {
    * @param noCache ignore the caches in <out>/app/.stella-cache (build inputs, verified
    *   attestations): rebuild, re-attest and re-verify every image, then record the
    *   caches anew
-   * @param smoke versioned releases with a bundle: run smoke-airgap on it here (needs root: the
-   *   quickstart from the bundle in a network namespace with no route), recorded in
-   *   release.json for promote (default: skip the smoke slot (smoke.yml runs the smoke
-   *   tests on the rc))
+   * @param smoke run the smoke slot here: smoke-compose on the release images where a Docker engine
+   *   is, and for versioned releases with a bundle smoke-airgap on it (needs root: the
+   *   quickstart from the bundle in a network namespace with no route); each recorded in
+   *   release.json for promote, and a passed record for the same digests is kept by a
+   *   re-run instead of testing again (default: skip the smoke slot (smoke.yml runs the
+   *   smoke tests on the rc))
    */
   @func({ cache: 'never' })
   async release(

@@ -3,7 +3,8 @@
  * support images signed and attested as ours, their bundle; then, inside a network namespace
  * with nothing but loopback, the bundle verified and loaded into a registry of its own, and
  * `quickstart.sh --bundle` run as an operator runs it (its own registry from the bundle, load.sh,
- * the quickstart from there) until every service is healthy. Then, on the real cluster of
+ * the quickstart from there) until every service is healthy; before it, in the same smoke step,
+ * the quickstart from the release's images on a fresh Docker daemon (smoke-compose). Then, on the real cluster of
  * scripts/cluster.sh (started here when it is not up, stopped after only then), the bundle's
  * chart installed from a registry that only bundle-load filled.
  */
@@ -14,7 +15,12 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smokeAirgap, type SmokeAirgapReport } from '../../ci/src/smoke/airgap.ts';
-import { generateKeyPair } from '../../ci/src/sign/index.ts';
+import { generateKeyPair, loadPrivateKey, type SigningKey } from '../../ci/src/sign/index.ts';
+import { bundleReleaseStep } from '../../ci/src/bundle/release-step.ts';
+import type { ReleaseStepContext } from '../../ci/src/release/hooks.ts';
+import { Registries, signingWithKey } from '../../ci/src/release/context.ts';
+import { planTags } from '../../ci/src/tags/index.ts';
+import { SUPPORT_IMAGE_NAMES } from '../../ci/src/support/index.ts';
 import type { ReleaseRecord } from '../../ci/src/release/pipeline.ts';
 import type { StepTiming } from '../../ci/src/release/progress.ts';
 import { sha256File } from '../../ci/src/base/fetch.ts';
@@ -37,13 +43,14 @@ const skipHelm =
     "smoke-airgap's Helm phase on the cluster of scripts/cluster.sh",
   );
 let clusterStarted = false;
+let releaseKey: SigningKey;
 
 const VERSION = 'v0.0.1-rc.1';
 let work: string;
 let report: SmokeAirgapReport;
 let bundleRecord: ReleaseRecord['bundle'];
 let bundleStep: StepTiming | undefined;
-let rerunBundle: { record: ReleaseRecord['bundle']; step: StepTiming | undefined; smoke: StepTiming | undefined };
+let rerunBundle: { record: ReleaseRecord['bundle']; step: StepTiming | undefined; smoke: StepTiming | undefined; support: StepTiming | undefined; records: NonNullable<ReleaseRecord['smoke']>; pageKept: string[] };
 let rc: ReleaseRecord;
 let promoted: { status: number | null; stdout: string; stderr: string };
 const runFor = (cmd: string, args: string[]) => runForStatus(cmd, args, { cwd: ROOT, env: { ...process.env }, timeoutMs: 600_000 });
@@ -53,6 +60,7 @@ beforeAll(async () => {
   if (skip) return;
   work = mkdtempSync(join(tmpdir(), 'stella-airgap-test-'));
   const kp = generateKeyPair('');
+  releaseKey = loadPrivateKey(kp.privateKeyPem, '');
   writeFileSync(join(work, 'cosign.key'), kp.privateKeyPem, { mode: 0o600 });
   writeFileSync(join(work, 'cosign.pub'), kp.publicKeyPem);
   const key = ['--key', `file:${join(work, 'cosign.key')}`];
@@ -67,13 +75,13 @@ beforeAll(async () => {
   rc = first;
   bundleRecord = first.bundle;
   bundleStep = first.steps?.find((x) => x.step === 'bundle');
-  // A re-release with nothing changed keeps the bundle it made.
-  const again = JSON.parse(await release(join(work, 'dist'))) as ReleaseRecord;
-  rerunBundle = { record: again.bundle, step: again.steps?.find((x) => x.step === 'bundle'), smoke: again.steps?.find((x) => x.step === 'smoke') };
-  // The rc's smoke record is what promote checks (dry run: nothing is tagged). After the re-run,
-  // dist/release.json is the re-run's (no smoke there): the first run's record is kept aside.
-  writeFileSync(join(work, 'rc-release.json'), JSON.stringify(first));
-  promoted = await runFor(NODE, ['ci/src/cli.ts', 'promote', '--rc-record', join(work, 'rc-release.json'), '--public-key', join(work, 'cosign.pub'), '--dry-run', '--out', join(work, 'promoted')]);
+  // A re-release with nothing changed (--smoke again) keeps the bundle it made, the smoke records
+  // that passed for these digests, and the release page byte for byte.
+  const page = ['release.json', 'checksums.txt', 'checksums.txt.sigstore.json'].map((f) => [f, readFileSync(join(work, 'dist', f))] as const);
+  const again = JSON.parse(await release(join(work, 'dist'), '--smoke')) as ReleaseRecord;
+  rerunBundle = { record: again.bundle, step: again.steps?.find((x) => x.step === 'bundle'), smoke: again.steps?.find((x) => x.step === 'smoke'), support: again.steps?.find((x) => x.step === 'support-images'), records: again.smoke ?? [], pageKept: page.filter(([f, b]) => !readFileSync(join(work, 'dist', f)).equals(b)).map(([f]) => f) };
+  // The rc's smoke records (in dist/release.json) are what promote checks (dry run: nothing is tagged).
+  promoted = await runFor(NODE, ['ci/src/cli.ts', 'promote', '--rc-record', join(work, 'dist', 'release.json'), '--public-key', join(work, 'cosign.pub'), '--dry-run', '--out', join(work, 'promoted')]);
   console.log(`smoke-airgap: release, support images and bundle in ${((Date.now() - t) / 1000).toFixed(0)} s`);
   let cluster: { kubeconfig: string; kubectlDir: string } | undefined;
   if (!skipHelm) {
@@ -102,11 +110,34 @@ describe.skipIf(skip)('the release makes the bundle (its bundle step)', () => {
     expect(readFileSync(`${bundleRecord!.path}.sha256`, 'utf8')).toBe(`${bundleRecord!.sha256}  stella-bundle-${VERSION}.tar.zst\n`);
   });
 
-  it('keeps that bundle on a re-release with nothing changed', () => {
+  it('keeps that bundle, the passed smoke records and the release page on a re-release with nothing changed', () => {
     expect(rerunBundle.step?.did).toMatch(/^unchanged: /);
     expect(rerunBundle.record).toEqual(bundleRecord);
-    expect(rerunBundle.smoke?.status).toBe('skipped');
-    expect(rerunBundle.smoke?.did).toMatch(/release --smoke/);
+    // The support images are not built again: same inputs, present by digest.
+    expect(rerunBundle.support?.did).toMatch(/^7 unchanged \(same inputs as recorded in .*support\.json; present by digest\): not rebuilt$/);
+    expect(rerunBundle.smoke?.status).toBe('done');
+    expect(rerunBundle.smoke?.did).toMatch(/^smoke-compose passed before for these digests \(.*\); smoke-airgap passed before for these digests \(/);
+    expect(rerunBundle.records).toEqual(rc.smoke);
+    // Changed files, of release.json, checksums.txt and its signature: none (nothing re-signed).
+    expect(rerunBundle.pageKept).toEqual([]);
+  });
+});
+
+describe.skipIf(skip)('the bundle step with the support images from a lock (no SBOMs at hand)', () => {
+  // The context the release gives the step, with an output directory that has no support SBOMs
+  // (as with --support-images lock): the step is available only when the lock's images verify
+  // under the release key (this rc's support images were attested under it by its bundle step).
+  const context = (key: SigningKey): ReleaseStepContext => ({
+    source: ROOT, out: mkdtempSync(join(work, 'lock-mode-')), plan: planTags({ version: VERSION }), revision: { commit: '0'.repeat(40), time: 1700000000 },
+    images: { images: [] }, supportLockFile: join(work, 'dist', 'support-images.lock.json'), ...(rc.chart ? { chart: { ref: rc.chart.ref, digest: rc.chart.digest, package: rc.chart.package } } : {}),
+    registries: new Registries(), signing: signingWithKey(key), io: { progress: () => undefined },
+  });
+
+  it('runs when they verify under the release key, and is skipped naming each one when they do not', async () => {
+    expect(await bundleReleaseStep.unavailable!(context(releaseKey))).toBeUndefined();
+    const other = await bundleReleaseStep.unavailable!(context(loadPrivateKey(generateKeyPair('').privateKeyPem, '')));
+    expect(other).toMatch(/^the support images come from the committed lock and .+ do not verify under the release key; .*--support-images build/);
+    for (const name of SUPPORT_IMAGE_NAMES) expect(other).toContain(name);
   });
 });
 
@@ -122,14 +153,15 @@ describe.skipIf(skip)('smoke-airgap: install from the bundle with no network', (
     expect(report.failures.filter((f) => !f.startsWith('quickstart:') && !f.startsWith('helm:'))).toEqual([]);
   });
 
-  it("release --smoke: quickstart.sh --bundle (its own registry from the bundle, load.sh) healthy in the namespace, recorded with the rc's digests", () => {
-    expect(rc.smoke).toHaveLength(1);
-    const r = rc.smoke![0]!;
-    expect(r.smoke).toBe('smoke-airgap');
-    expect(r.failures).toEqual([]);
-    expect(r.passed).toBe(true);
-    expect(r.images).toEqual(rc.images.map((i) => ({ service: i.service, digest: i.digest })));
-    expect(rc.steps?.find((x) => x.step === 'smoke')?.did).toBe('smoke-airgap passed');
+  it("release --smoke: the quickstart on a fresh Docker daemon, then quickstart.sh --bundle (its own registry from the bundle, load.sh) healthy in the namespace, each recorded with the rc's digests", () => {
+    expect(rc.smoke?.map((r) => r.smoke)).toEqual(['smoke-compose', 'smoke-airgap']);
+    for (const r of rc.smoke!) {
+      expect(r.failures, r.smoke).toEqual([]);
+      expect(r.passed).toBe(true);
+      expect(r.images).toEqual(rc.images.map((i) => ({ service: i.service, digest: i.digest })));
+      expect(r.subject).toMatch(/^sha256:[0-9a-f]{64}$/);
+    }
+    expect(rc.steps?.find((x) => x.step === 'smoke')?.did).toBe('smoke-compose passed; smoke-airgap passed');
   });
 
   it('promote accepts the rc on that smoke record (dry run)', () => {

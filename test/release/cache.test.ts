@@ -95,8 +95,17 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
   }, 300_000);
 
   it('a second release with nothing changed is a cache hit: nothing bundled, built, pushed, signed or re-verified', async () => {
+    const page = ['release.json', 'checksums.txt', 'checksums.txt.sigstore.json'].map((f) => [f, readFileSync(join(out, f))] as const);
     proxy.reset();
     const again = await run();
+    // The release page is left byte for byte (checksums.txt not re-signed); the run's own steps are in last-run.json.
+    for (const [f, bytes] of page) expect(readFileSync(join(out, f)).equals(bytes), f).toBe(true);
+    expect(step(again, 'record').did).toMatch(/^release\.json unchanged \(this run: last-run\.json\); .*checksums unchanged \(not re-signed\)$/);
+    const lastRun = JSON.parse(readFileSync(join(out, 'last-run.json'), 'utf8')) as { releaseJson: string; steps: { step: string }[]; tags: { action: string }[] };
+    expect(lastRun.releaseJson).toBe('unchanged');
+    expect(lastRun.steps.map((x) => x.step)).toEqual(again.steps!.map((x) => x.step));
+    expect(lastRun.tags.map((t) => t.action)).toEqual(['unchanged', 'unchanged']);
+    expect(readFileSync(join(out, 'checksums.txt'), 'utf8')).not.toContain('last-run.json');
     expect(again.images).toEqual(first.images);
     expect(writes().map((q) => `${q.method} ${q.path}`)).toEqual([]);
     // Verifying would read the signed bundles, making SBOMs would read layers: no blob is read at all.
@@ -124,6 +133,8 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
     expect(log.some((l) => /^javascript: 1 service bundle\(s\) in/.test(l)), log.join('\n')).toBe(true);
     expect(log.some((l) => l.startsWith('javascript: 1 bundle(s) unchanged'))).toBe(true);
     expect(step(changed, 'build').did).toMatch(/: 1 built, 1 unchanged \(input cache\); 1 with the referrers verified before$/);
+    expect(step(changed, 'record').did).toMatch(/^release\.json written; .*checksums signed$/);
+    expect((JSON.parse(readFileSync(join(out, 'release.json'), 'utf8')) as ReleaseRecord).images[1]!.digest).toBe(changed.images[1]!.digest);
     expect(step(changed, 'verify').did).toBe('1 images: signatures, SBOMs, provenance verified by digest; 1 images confirmed by digest (verified before; referrers unchanged)');
     // Every write went to the changed service's repository: blobs, manifests, referrers, its tag.
     const written = writes().map((q) => q.path);

@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
@@ -22,6 +22,7 @@ import type { ReleasePlan, ReleaseRecord } from '../../ci/src/release/pipeline.t
 import type { SmokeRecord } from '../../ci/src/release/hooks.ts';
 import { COMMIT, SOURCE_DATE_EPOCH } from './fixture.ts';
 
+const ROOT = resolve(import.meta.dirname, '../..');
 const RC = 'v0.9.1-rc.1';
 const FINAL = 'v0.9.1';
 const SERVICES = 'api,conseiller';
@@ -184,11 +185,30 @@ describe.skipIf(skipUnless(['docker-registry'], 'release flow against a throwawa
     it('dist/checksums.txt covers every release file (sha256sum -c accepts it) and never the private key or build contexts', () => {
       const text = readFileSync(join(out(), 'checksums.txt'), 'utf8');
       const names = text.split('\n').filter(Boolean).map((l) => l.slice(66));
-      for (const f of ['build.json', 'release.json', 'digests.txt', 'docs/release/image-catalog.md', 'sbom/api/api-index.spdx.json', 'provenance/conseiller/conseiller.provenance.json']) expect(names, f).toContain(f);
+      for (const f of ['build.json', 'release.json', 'digests.txt', 'compatibility.json', 'docs/release/image-catalog.md', 'sbom/api/api-index.spdx.json', 'provenance/conseiller/conseiller.provenance.json']) expect(names, f).toContain(f);
+      expect(names).not.toContain('last-run.json');
       expect(names.some((n) => n.startsWith('app/') || n.startsWith('base-layout/') || n.endsWith('.key') || n.startsWith('checksums.txt'))).toBe(false);
       expect([...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))).toEqual(names);
       const check = spawnSync('sha256sum', ['-c', '--strict', 'checksums.txt'], { cwd: out(), encoding: 'utf8' });
       expect(check.status, check.stdout + check.stderr).toBe(0);
+    });
+
+    it('dist/compatibility.json: the release, its digests, the Kubernetes range the chart accepts and the engines quickstart.sh accepts', () => {
+      const row = JSON.parse(readFileSync(join(out(), 'compatibility.json'), 'utf8')) as Record<string, unknown>;
+      const chartYaml = readFileSync(join(ROOT, 'deploy/helm/stella/Chart.yaml'), 'utf8');
+      const quickstart = readFileSync(join(ROOT, 'deploy/compose/quickstart.sh'), 'utf8');
+      expect(row).toEqual({
+        release: rc.version,
+        images: Object.fromEntries(rc.images.map((i) => [i.service, i.digest])),
+        supportImages: Object.fromEntries((rc.supportImages ?? []).map((i) => [i.name, i.digest])),
+        kubernetes: /^kubeVersion: "(.+)"$/m.exec(chartYaml)![1],
+        docker: `>=${/^MIN_DOCKER=(.+)$/m.exec(quickstart)![1]}`,
+        compose: `>=${/^MIN_COMPOSE=(.+)$/m.exec(quickstart)![1]}`,
+        smokeTested: [],
+      });
+      const doc = readFileSync(join(out(), 'docs/release/image-catalog.md'), 'utf8');
+      expect(doc).toContain('## Compatibility');
+      expect(doc).toContain(`| (no chart) | ${rc.version} | \`${row.kubernetes as string}\` |`);
     });
 
     it('checksums.txt.sigstore.json verifies over checksums.txt with the release key, and not over an edited one', () => {

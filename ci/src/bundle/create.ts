@@ -80,6 +80,8 @@ export interface CreateBundleOptions {
    * the signing key's public half; default true. A bundle never carries an image we do not vouch for.
    */
   readonly verifySource?: boolean;
+  /** Images (`repository@digest`) the caller verified under the same trust in this run: not verified again. */
+  readonly verified?: ReadonlySet<string>;
   /** Differential: the previous release's bundle; its blobs are left out. */
   readonly since?: string;
   readonly zstdLevel?: number;
@@ -259,6 +261,7 @@ export async function createBundle(o: CreateBundleOptions): Promise<CreatedBundl
     if (!trust) throw new StellaError('INVALID_ARGUMENT', 'bundle: no trust to verify the images with (a key signer carries its public key)');
     const problems: string[] = [];
     for (const im of images) {
+      if (o.verified?.has(`${im.repository}@${im.digest}`)) continue;
       const r = await verifyImage({ images: { images: [] }, registries: o.registries, trust, requireNode: im.kind === 'service' }, { service: im.name, repository: im.repository, digest: im.digest, platforms: im.platforms });
       if (!r.ok) problems.push(`${im.repository}@${im.digest}: ${r.problems.join('; ')}`);
     }

@@ -9,8 +9,9 @@
  *
  * Versioned releases only (vX.Y.Z-rc.N, vX.Y.Z): a disconnected site installs a version; edge
  * and nightly are channels that move, and skip the step (saying so). With the support images
- * taken from the committed lock (`--support-images lock`) the step is skipped too, saying how
- * to get it: attesting them needs their SBOMs, which only their build writes. A re-release with the
+ * taken from the committed lock (`--support-images lock`) the step runs when they already verify
+ * under the release key (attested before: attest-support-images); otherwise it is skipped, naming
+ * them and how to get it: attesting them needs their SBOMs, which only their build writes. A re-release with the
  * same inputs — every image digest, the support lock, the chart digest, the version, the time,
  * the commit and the public key — keeps the bundle it made (its sha256 checked): nothing is
  * attested, collected or compressed again.
@@ -60,18 +61,48 @@ function inputsKey(c: ReleaseStepContext, supportLock: string): string {
   return `sha256:${h.digest('hex')}`;
 }
 
+/** Verdicts of this process on support images under a trust (the availability check and the run share them). */
+const verdicts = new Map<string, boolean>();
+
+/** The support images of the lock that do not verify under the release's trust (each verified once per process). */
+async function unverifiedSupport(c: ReleaseStepContext, lock: Awaited<ReturnType<Awaited<ReturnType<typeof runtime>>['readSupportLock']>>): Promise<{ unverified: string[]; verified: Set<string> }> {
+  const { verifyImage } = await runtime();
+  const trustKey = createHash('sha256').update(JSON.stringify(c.signing.trust ?? null)).digest('hex');
+  const unverified: string[] = [];
+  const verified = new Set<string>();
+  for (const [name, e] of Object.entries(lock.images)) {
+    if (!e) continue;
+    const id = `${trustKey} ${e.repository}@${e.digest}`;
+    let ok = verdicts.get(id);
+    if (ok === undefined) {
+      const v = await verifyImage({ images: { images: [] }, registries: c.registries, trust: c.signing.trust!, requireNode: false }, { service: name, repository: e.repository, digest: e.digest, platforms: e.platforms as Record<string, string> }).catch(() => undefined);
+      ok = v?.ok === true;
+      verdicts.set(id, ok);
+    }
+    if (ok) verified.add(`${e.repository}@${e.digest}`);
+    else unverified.push(name);
+  }
+  return { unverified, verified };
+}
+
 export const bundleReleaseStep: BundleStep = {
   name: 'bundle',
-  unavailable(c) {
+  async unavailable(c) {
     if (c.plan.channel !== 'release' && c.plan.channel !== 'rc') return `versioned releases only (vX.Y.Z-rc.N, vX.Y.Z); ${c.plan.version} is the ${c.plan.channel} channel`;
     if (!c.supportLockFile) return 'no support images in this release (--support-images skip, or none pushed): a bundle carries them all';
-    if (!existsSync(supportSbomDir(c))) return `the support images come from the committed lock: attesting them under the release key needs the SBOMs their build writes; use --support-images build (or attest-support-images, then bundle)`;
     if (!c.chart) return 'no chart in this release: a bundle carries it';
     if (!c.signing.key) return 'keyless signing: the bundle is signed with the release key (its signature must be deterministic); sign with --key';
+    if (!existsSync(supportSbomDir(c))) {
+      // From the committed lock: bundled when they already verify under the release key (attested
+      // before, e.g. by attest-support-images); attesting them here would need their build's SBOMs.
+      const { readSupportLock } = await runtime();
+      const { unverified } = await unverifiedSupport(c, await readSupportLock(c.supportLockFile));
+      if (unverified.length) return `the support images come from the committed lock and ${unverified.join(', ')} do not verify under the release key; attesting them needs the SBOMs their build writes: use --support-images build (or attest-support-images, then release again)`;
+    }
     return undefined;
   },
   async run(c) {
-    const { verifyImage, readSupportLock, attestLockedSupportImages, sha256File, createBundle } = await runtime();
+    const { readSupportLock, attestLockedSupportImages, sha256File, createBundle } = await runtime();
     const lockText = await readFile(c.supportLockFile!, 'utf8');
     const key = inputsKey(c, lockText);
     const recordPath = join(c.out, BUNDLE_RECORD_FILE);
@@ -84,12 +115,7 @@ export const bundleReleaseStep: BundleStep = {
     }
     const lock = await readSupportLock(c.supportLockFile!);
     // 1. The support images under the release's signing: only those that do not verify yet.
-    const unverified: string[] = [];
-    for (const [name, e] of Object.entries(lock.images)) {
-      if (!e) continue;
-      const v = await verifyImage({ images: { images: [] }, registries: c.registries, trust: c.signing.trust!, requireNode: false }, { service: name, repository: e.repository, digest: e.digest, platforms: e.platforms as Record<string, string> }).catch(() => undefined);
-      if (!v?.ok) unverified.push(name);
-    }
+    const { unverified, verified } = await unverifiedSupport(c, lock);
     if (unverified.length) {
       c.io.progress(`bundle: signing and attesting ${unverified.length} support image(s) under the release key: ${unverified.join(', ')}`);
       await attestLockedSupportImages(
@@ -108,6 +134,9 @@ export const bundleReleaseStep: BundleStep = {
       sourceDateEpoch: c.revision.time,
       commit: c.revision.commit,
       outDir: c.out,
+      // Those verified above are not verified again; the rest (the release's images, the support
+      // images just attested) are, at their source.
+      verified,
       progress: (l) => c.io.progress(l),
     });
     const rec: Recorded = { key, file: made.file, sha256: made.sha256, bytes: made.bytes };

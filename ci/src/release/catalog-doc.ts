@@ -2,10 +2,11 @@
 import { catalog } from '../catalog/index.ts';
 import { table } from '../generate/regions.ts';
 import type { ReleaseRecord } from './pipeline.ts';
+import { COMPATIBILITY_FILE, compatibilityTable, type CompatibilityRow } from './compatibility.ts';
 
 const RULE = 'Imposed rule: Work of this type or tasks of this type on this component must also be applied everywhere else it should be applied.';
 
-export function imageCatalogWithDigests(r: ReleaseRecord): string {
+export function imageCatalogWithDigests(r: ReleaseRecord, compatibility: CompatibilityRow): string {
   const rows = r.images.flatMap((i) => {
     const s = catalog.services.find((x) => x.name === i.service);
     return [
@@ -22,6 +23,12 @@ export function imageCatalogWithDigests(r: ReleaseRecord): string {
     'Deploy by digest; verify with `stella-release verify` or cosign (docs/security/supply-chain.md).',
     '',
     table(['image', 'service', 'platform', 'digest', 'tags'], rows),
+    '',
+    '## Compatibility',
+    '',
+    `What this release supports (from the chart's \`kubeVersion\` and quickstart.sh's minimums), and the smoke tests that passed for these digests; machine-readable in \`${COMPATIBILITY_FILE}\`.`,
+    '',
+    compatibilityTable([compatibility]),
     '',
   ].join('\n');
 }

@@ -222,6 +222,7 @@ export async function promoteFn(a: A, io: FnIo): Promise<string> {
   const signer = token ? signingKeyless(keylessOf(a)!).signer : str(a, 'key') ? keySigning(a).signer : undefined;
   const result = await promote(
     {
+      source: io.source,
       rcRecord: resolve(io.source, req(a, 'rcRecord', "the rc's release.json, e.g. dist/release.json of the rc")),
       version: str(a, 'version'),
       smokeRecords: str(a, 'smokeRecords')?.split(',').map((f) => resolve(io.source, f.trim())).filter(Boolean),

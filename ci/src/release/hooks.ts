@@ -1,6 +1,6 @@
 /**
  * The release's step slots for work that lives elsewhere: the air-gap `bundle` (ci/src/bundle/)
- * and the `smoke` tests (airgap; compose where Docker is available; helm on a cluster). The
+ * and the `smoke` tests (compose where Docker is available; airgap as root; helm runs in smoke.yml). The
  * release runs them in order after `chart` and before `verify`/`publish`:
  *
  *   … provenance → chart → bundle → smoke → verify → publish (tags last) → record
@@ -14,7 +14,7 @@
  */
 import type { BuildDocument } from '../build/index.ts';
 import { bundleReleaseStep } from '../bundle/release-step.ts';
-import { smokeAirgapReleaseStep } from '../smoke/release-step.ts';
+import { smokeAirgapReleaseStep, smokeComposeReleaseStep } from '../smoke/release-step.ts';
 import type { TagPlan } from '../tags/index.ts';
 import type { Registries, Signing, StepIo } from './context.ts';
 import type { SourceRevision } from './git.ts';
@@ -52,12 +52,18 @@ export interface SmokeRecord {
   /** The images it ran, by digest (promote checks they are the rc's). */
   readonly images: readonly { readonly service: string; readonly digest: string }[];
   readonly finishedAt: string;
+  /**
+   * sha256 over everything it ran (images, support images, bundle: ../release/pipeline.ts
+   * smokeSubject). A re-release whose subject is the same keeps a passed record instead of
+   * running the test again; promote checks `images`.
+   */
+  readonly subject?: string;
 }
 
 export interface BundleStep {
   readonly name: 'bundle';
-  /** Why the step cannot run with these inputs (then it is skipped), or undefined. */
-  unavailable?(c: ReleaseStepContext): string | undefined;
+  /** Why the step cannot run with these inputs (then it is skipped), or undefined; may ask the registry. */
+  unavailable?(c: ReleaseStepContext): string | undefined | Promise<string | undefined>;
   run(c: ReleaseStepContext): Promise<{ readonly did: string; readonly record: BundleRecord }>;
 }
 
@@ -75,8 +81,8 @@ export interface ReleaseHooks {
 
 /**
  * The registered slots. bundle: ci/src/bundle/release-step.ts (versioned releases whose support
- * images the release built). smoke: smoke-airgap on that bundle, with `release --smoke` (root);
- * otherwise the smoke tests run on the rc's dist/ in smoke.yml (smoke-compose, smoke-helm,
- * smoke-airgap), and promote takes their records.
+ * images the release built). smoke, with `release --smoke`: smoke-compose where a Docker engine
+ * is, then smoke-airgap on that bundle (root); otherwise the smoke tests run on the rc's dist/ in
+ * smoke.yml (smoke-compose, smoke-helm, smoke-airgap), and promote takes their records.
  */
-export const releaseHooks: ReleaseHooks = { bundle: bundleReleaseStep, smoke: [smokeAirgapReleaseStep] };
+export const releaseHooks: ReleaseHooks = { bundle: bundleReleaseStep, smoke: [smokeComposeReleaseStep, smokeAirgapReleaseStep] };

@@ -20,6 +20,8 @@ import { signBlob, verifyBlob, type BundleTrust, type StatementSigner } from '..
 export const DIGESTS_FILE = 'digests.txt';
 export const CHECKSUMS_FILE = 'checksums.txt';
 export const CHECKSUMS_BUNDLE = 'checksums.txt.sigstore.json';
+/** The latest run's own steps and tag actions (release.json keeps those of the run that made the release); not on the release page. */
+export const LAST_RUN_FILE = 'last-run.json';
 
 export interface DigestEntry {
   /** `registry/namespace/name`, without tag. */
@@ -40,7 +42,7 @@ export function formatDigests(entries: readonly DigestEntry[]): string {
  * What a release page carries, relative to <out>: the records at the top (release.json,
  * build.json, digests.txt, plan and catalog docs), SBOMs, provenance, the chart package, the
  * bundle archive, and the public half of the key with the trusted root. Never the private key,
- * build contexts (app/), the base layout, or checksums.txt and its own bundle.
+ * build contexts (app/), the base layout, last-run.json, or checksums.txt and its own bundle.
  */
 export function releaseFiles(out: string): string[] {
   const files: string[] = [];
@@ -51,7 +53,7 @@ export function releaseFiles(out: string): string[] {
       if (statSync(p).isDirectory()) {
         if (['app', 'base-layout', 'keys', 'smoke-work'].includes(rel)) continue;
         walk(p);
-      } else if (rel !== CHECKSUMS_FILE && rel !== CHECKSUMS_BUNDLE && !rel.endsWith('.key')) {
+      } else if (rel !== CHECKSUMS_FILE && rel !== CHECKSUMS_BUNDLE && rel !== LAST_RUN_FILE && !rel.endsWith('.key')) {
         files.push(rel);
       }
     }

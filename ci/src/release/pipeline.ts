@@ -23,7 +23,8 @@
  *   verify          everything, by digest
  *   publish         decide every tag, then write tags — last
  *   record          dist/: build.json, release.json (with per-step timings), digests.txt,
- *                   checksums.txt + its Sigstore bundle, SBOMs, provenance, image catalog
+ *                   checksums.txt + its Sigstore bundle, SBOMs, provenance, image catalog,
+ *                   compatibility.json (chart version → digests → Kubernetes, Docker, Compose)
  *
  * Progress and the closing summary table: ./progress.ts (`--json`: one event per line; on a
  * terminal, a live view per step and per image).
@@ -47,13 +48,14 @@ import { imageProvenance, provenanceStep, withoutRunMetadata, type ProvenanceSte
 import { ATTESTED_CACHE_FILE, AttestationCache, BUILD_CACHE_FILE, LAYERS_CACHE_FILE, NOT_RECORDED, attestationKey } from './cache.ts';
 import { publishStep, type PublishOptions, type TagResult } from './publish.ts';
 import { imageCatalogWithDigests } from './catalog-doc.ts';
+import { COMPATIBILITY_FILE, compatibilityRow } from './compatibility.ts';
 import { Progress, type StepTiming } from './progress.ts';
 import type { LiveOptions } from './live.ts';
 import { preflight, type PreflightResult } from './preflight.ts';
 import { releaseChartStep, supportImagesStep, type SupportImageRecord, type SupportImagesMode } from './extras.ts';
 import { releaseHooks, type BundleRecord, type ReleaseStepContext, type SmokeRecord } from './hooks.ts';
 import { verifyStep } from './verify.ts';
-import { CHECKSUMS_BUNDLE, CHECKSUMS_FILE, DIGESTS_FILE, writeReleaseOutputs, type DigestEntry } from './outputs.ts';
+import { CHECKSUMS_BUNDLE, CHECKSUMS_FILE, DIGESTS_FILE, LAST_RUN_FILE, writeReleaseOutputs, type DigestEntry } from './outputs.ts';
 
 export const DEFAULT_REGISTRY = '127.0.0.1:5000';
 export const DEFAULT_NAMESPACE = 'stellaops';
@@ -217,6 +219,33 @@ export async function buildAndPushBase(
 /** In <out>/base-layout: what the base was built from (a hash of its inputs) and its digest. */
 const BASE_RECORD = 'stella-release-base.json';
 
+/** dist/release.json of an earlier run, when there is a readable one. */
+async function readReleaseRecord(out: string): Promise<ReleaseRecord | undefined> {
+  try {
+    const r = JSON.parse(await readFile(join(out, 'release.json'), 'utf8')) as ReleaseRecord;
+    return typeof r.version === 'string' && Array.isArray(r.images) ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The release a record describes: all of it but the run's own step times and tag actions. */
+function releaseIdentity(r: ReleaseRecord): string {
+  const { steps: _steps, tags, ...rest } = r;
+  return JSON.stringify({ ...rest, tags: tags.map(({ action: _a, written: _w, ...t }) => t) });
+}
+
+/** Two records of the same release (an unchanged re-run): release.json is then kept byte for byte. */
+export function sameRelease(a: ReleaseRecord, b: ReleaseRecord): boolean {
+  return releaseIdentity(a) === releaseIdentity(b);
+}
+
+/** What a smoke test of this release runs: every image, support image and the bundle, by digest. */
+export function smokeSubject(images: BuildDocument, support: readonly SupportImageRecord[], bundle: BundleRecord | undefined): string {
+  const what = { images: images.images.map((i) => `${i.repository}@${i.digest}`), support: support.map((i) => `${i.repository}@${i.digest}`), bundle: bundle?.sha256 ?? null };
+  return `sha256:${createHash('sha256').update(JSON.stringify(what)).digest('hex')}`;
+}
+
 /**
  * A hash of everything the offline base is built from: the base code and its lock (ci/src/base),
  * the Node pin (package.json), the source date, where it is pushed, whether the release is
@@ -285,7 +314,7 @@ export interface ReleaseOptions {
    * rebuild, re-attest and re-verify every image; the caches are then written anew.
    */
   readonly noCache?: boolean;
-  /** Run the smoke slot's steps here (./hooks.ts: smoke-airgap on the bundle); default skip it. */
+  /** Run the smoke slot's steps here (./hooks.ts: smoke-compose where Docker is, smoke-airgap on the bundle as root); default skip it. */
   readonly smoke?: boolean;
 }
 
@@ -401,7 +430,7 @@ function plannedSteps(o: { base?: string; services: readonly string[]; supportIm
     { step: 'smoke', will: releaseHooks.smoke.length ? releaseHooks.smoke.map((s) => s.name).join(', ') : 'skipped: no smoke step registered (ci/src/release/hooks.ts)' },
     { step: 'verify', will: 'every signature, SBOM and provenance, by digest' },
     { step: 'publish', will: `write tags ${o.plan.tags.join(', ')}, last` },
-    { step: 'record', will: `release.json, build.json, ${DIGESTS_FILE}, ${CHECKSUMS_FILE} and ${CHECKSUMS_BUNDLE}, image catalog` },
+    { step: 'record', will: `release.json, build.json, ${DIGESTS_FILE}, ${CHECKSUMS_FILE} and ${CHECKSUMS_BUNDLE}, image catalog, ${COMPATIBILITY_FILE}` },
   ];
 }
 
@@ -504,7 +533,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     const unchanged = (what: string) => ({ value: undefined, did: `skipped: ${confirmed.size} image(s) unchanged, ${what} (cache: referrers present by digest)`, skipped: true });
     const plusCached = confirmed.size ? `; ${confirmed.size} unchanged (cache)` : '';
 
-    const support = await p.step('support-images', () => supportImagesStep({ source, out, mode: supportMode, registry, namespace, registries, access, sourceDateEpoch: rev.time }, sio));
+    const support = await p.step('support-images', () => supportImagesStep({ source, out, mode: supportMode, registry, namespace, registries, access, sourceDateEpoch: rev.time, noCache: o.noCache === true }, sio));
 
     // Every document is made from all the images (provenance parameters name every service); only `pending` ones are attached.
     const inputs: AttachInputs = { source, images, registries, signing, revision: rev, secrets };
@@ -533,7 +562,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     };
     let bundle: BundleRecord | undefined;
     const bundleHook = releaseHooks.bundle;
-    const bundleUnavailable = bundleHook ? bundleHook.unavailable?.(ctx) : 'no bundle step registered (ci/src/release/hooks.ts; ci/src/bundle/)';
+    const bundleUnavailable = bundleHook ? await bundleHook.unavailable?.(ctx) : 'no bundle step registered (ci/src/release/hooks.ts; ci/src/bundle/)';
     if (bundleHook && !bundleUnavailable) {
       bundle = await p.step('bundle', async () => {
         const r = await bundleHook.run(ctx);
@@ -541,20 +570,44 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
       });
     } else p.skip('bundle', `skipped: ${bundleUnavailable}`);
 
+    // A passed smoke record of an earlier run (dist/release.json) for exactly what this run would
+    // test (smokeSubject: images, support images, bundle) is kept instead of running it again;
+    // --no-cache runs it again. Without --smoke such records are kept too: they still hold.
+    const earlier = o.noCache ? undefined : await readReleaseRecord(out);
+    const subject = smokeSubject(images, support.images, bundle);
+    const kept = (name: string) => earlier?.smoke?.find((r) => r.smoke === name && r.passed && r.subject === subject);
     const smoke: SmokeRecord[] = [];
     const runnable = releaseHooks.smoke.filter((s) => !s.unavailable?.(ctx));
+    const keptOthers = () => releaseHooks.smoke.filter((s) => !runnable.includes(s)).flatMap((s) => kept(s.name) ?? []);
     if (runnable.length) {
       await p.step('smoke', async () => {
+        const did: string[] = [];
         for (const s of runnable) {
+          const before = kept(s.name);
+          if (before) {
+            smoke.push(before);
+            did.push(`${s.name} passed before for these digests (${before.finishedAt}; kept, not run again)`);
+            continue;
+          }
           const r = await s.run({ ...ctx, ...(bundle ? { bundle } : {}) });
-          smoke.push(r.record);
+          smoke.push({ ...r.record, subject });
           if (!r.record.passed) throw new StellaError('VERIFY_FAILED', `${s.name} failed:\n  - ${r.record.failures.join('\n  - ')}`);
+          did.push(`${s.name} passed`);
         }
-        return { value: smoke, did: runnable.map((s) => `${s.name} passed`).join(', ') };
+        smoke.push(...keptOthers());
+        return { value: smoke, did: did.join('; ') };
       });
     } else {
-      const why = releaseHooks.smoke.map((s) => `${s.name}: ${s.unavailable?.(ctx)}`).join('; ');
-      p.skip('smoke', `skipped: ${why || 'no smoke step registered (ci/src/release/hooks.ts)'}`);
+      smoke.push(...keptOthers());
+      // One line per reason: "smoke-compose, smoke-airgap: not asked for (…)".
+      const reasons = new Map<string, string[]>();
+      for (const s of releaseHooks.smoke) {
+        const r = s.unavailable?.(ctx) ?? 'unavailable';
+        reasons.set(r, [...(reasons.get(r) ?? []), s.name]);
+      }
+      const why = [...reasons].map(([r, names]) => `${names.join(', ')}: ${r}`).join('; ');
+      const keptNote = smoke.length ? `; kept the earlier passed record(s) for these digests: ${smoke.map((r) => r.smoke).join(', ')}` : '';
+      p.skip('smoke', `skipped: ${why || 'no smoke step registered (ci/src/release/hooks.ts)'}${keptNote}`);
     }
 
     await p.step('verify', async () => {
@@ -572,7 +625,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
       return { value: r, did: `${r.length} tags: ${written} written, ${r.length - written} unchanged` };
     });
 
-    const record = await p.step('record', async () => {
+    const recorded = await p.step('record', async () => {
       const digests: DigestEntry[] = [
         ...images.images.map((i) => ({ name: i.repository, digest: i.digest })),
         ...support.images.map((i) => ({ name: i.repository, digest: i.digest })),
@@ -595,14 +648,26 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
         outputs: { digests: DIGESTS_FILE, checksums: CHECKSUMS_FILE, checksumsBundle: CHECKSUMS_BUNDLE },
         steps,
       });
-      // release.json is itself on the release page (in checksums.txt): it records the steps up to here.
+      // release.json is itself on the release page (in checksums.txt): it records the steps up to
+      // here, of the run that made the release. A re-run that changes nothing of the release
+      // (sameRelease: all but its own step times and tag actions) leaves release.json as it is,
+      // so checksums.txt and its signature stay too (keyless: no new transparency-log entry);
+      // every run's own steps and tag actions are in LAST_RUN_FILE (not on the release page).
       const r = recordOf(p.steps);
-      await writeFile(join(out, 'release.json'), `${JSON.stringify(r, null, 2)}\n`);
+      const before = await readReleaseRecord(out);
+      const keep = before !== undefined && sameRelease(before, r);
+      if (!keep) await writeFile(join(out, 'release.json'), `${JSON.stringify(r, null, 2)}\n`);
       await mkdir(join(out, 'docs', 'release'), { recursive: true });
-      await writeFile(join(out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(r));
+      const kept = keep ? before : r;
+      const compatibility = compatibilityRow(source, kept);
+      await writeFile(join(out, COMPATIBILITY_FILE), `${JSON.stringify(compatibility, null, 2)}\n`);
+      await writeFile(join(out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(kept, compatibility));
       const w = await writeReleaseOutputs({ out, digests, signer: signing.signer, trust: signing.trust });
-      return { value: r, did: `${digests.length} digests, ${w.files} files checksummed${w.resigned ? ', checksums signed' : ', checksums unchanged (not re-signed)'}` };
+      const recordNote = keep ? 'release.json unchanged (this run: ' + LAST_RUN_FILE + ')' : 'release.json written';
+      return { value: { record: r, kept: keep }, did: `${recordNote}; ${digests.length} digests, ${w.files} files checksummed${w.resigned ? ', checksums signed' : ', checksums unchanged (not re-signed)'}` };
     });
+    await writeFile(join(out, LAST_RUN_FILE), `${JSON.stringify({ version: plan.version, startedAt: started.toISOString(), releaseJson: recorded.kept ? 'unchanged' : 'written', tags, steps: p.steps }, null, 2)}\n`);
+    const record = recorded.record;
     p.summary(true);
     p.log(`release ${plan.version}: ${images.images.length} images signed, attested and tagged ${plan.tags.join(', ')}; record in ${join(out, 'release.json')}`);
     return { ...record, steps: p.steps };

@@ -37,9 +37,12 @@ import type { LiveOptions } from './live.ts';
 import { verifyStep } from './verify.ts';
 import { publishStep } from './publish.ts';
 import { imageCatalogWithDigests } from './catalog-doc.ts';
+import { COMPATIBILITY_FILE, compatibilityRow } from './compatibility.ts';
 import { CHECKSUMS_BUNDLE, CHECKSUMS_FILE, DIGESTS_FILE, formatChecksums, formatDigests, releaseFiles, writeReleaseOutputs } from './outputs.ts';
 
 export interface PromoteOptions {
+  /** The checkout (its chart and quickstart state what the final release supports: ./compatibility.ts). */
+  readonly source: string;
   /** The rc's release.json. */
   readonly rcRecord: string;
   /** vX.Y.Z; default: the rc's version without -rc.N. */
@@ -160,7 +163,9 @@ export async function promote(o: PromoteOptions, io: StepIo): Promise<PromoteRes
       if (o.dryRun) return { value: r, did: 'dry run: nothing written' };
       await mkdir(join(o.out, 'docs', 'release'), { recursive: true });
       await writeFile(join(o.out, 'release.json'), `${JSON.stringify(r, null, 2)}\n`);
-      await writeFile(join(o.out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(r));
+      const compatibility = compatibilityRow(o.source, r);
+      await writeFile(join(o.out, COMPATIBILITY_FILE), `${JSON.stringify(compatibility, null, 2)}\n`);
+      await writeFile(join(o.out, 'docs', 'release', 'image-catalog.md'), imageCatalogWithDigests(r, compatibility));
       const digests = [...r.images.map((i) => ({ name: i.repository, digest: i.digest })), ...(r.supportImages ?? []).map((i) => ({ name: i.repository, digest: i.digest }))];
       if (o.signer) {
         const w = await writeReleaseOutputs({ out: o.out, digests, signer: o.signer, trust: o.trust });
