@@ -51,6 +51,9 @@ function run(more: Partial<ReleaseOptions> = {}): Promise<ReleaseRecord> {
 }
 
 const step = (r: ReleaseRecord, name: string) => r.steps!.find((s) => s.step === name)!;
+/** The images by digest, without their referrers (which a re-attestation changes). */
+const digests = (r: ReleaseRecord) => r.images.map(({ referrers: _r, ...i }) => i);
+let latest: ReleaseRecord;
 const writes = () => proxy.requests.filter((q) => q.method === 'PUT' || q.method === 'PATCH' || q.method === 'POST' || q.method === 'DELETE');
 const blobReads = () => proxy.requests.filter((q) => q.method === 'GET' && /\/blobs\/sha256:/.test(q.path));
 const client = () => new RegistryClient({ registry: reg.host });
@@ -92,6 +95,12 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
     for (const f of [BUILD_CACHE_FILE, ATTESTED_CACHE_FILE, LAYERS_CACHE_FILE]) expect(existsSync(join(out, f)), f).toBe(true);
     // Never on the release page.
     expect(readFileSync(join(out, 'checksums.txt'), 'utf8')).not.toContain('.stella-cache');
+    // release.json names every image's referrers, per subject (index, each platform), as the registry lists them.
+    for (const i of first.images) {
+      expect(Object.keys(i.referrers ?? {}).sort(), i.service).toEqual([i.digest, ...Object.values(i.platforms)].sort());
+      expect(Object.values(i.referrers!).flat().sort(), i.service).toEqual(await referrersOf(i));
+      expect(Object.values(i.referrers!).every((l) => l.length > 0)).toBe(true);
+    }
   }, 300_000);
 
   it('a second release with nothing changed is a cache hit: nothing bundled, built, pushed, signed or re-verified', async () => {
@@ -160,7 +169,11 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
     expect(await c.hasManifest(repo, api!.digest)).toBe(false);
     proxy.reset();
     const again = await run();
-    expect(again.images).toEqual(first.images);
+    expect(digests(again)).toEqual(digests(first));
+    // api attested anew (new referrers), conseiller's the same.
+    expect(again.images[0]!.referrers).not.toEqual(api!.referrers);
+    expect(again.images[1]!.referrers).toEqual(conseiller!.referrers);
+    latest = again;
     expect(log.some((l) => l.startsWith(`stella-api: recorded index ${api!.digest} is not in`))).toBe(true);
     expect(step(again, 'build').did).toMatch(/: 1 built, 1 unchanged \(input cache\); 1 with the referrers verified before$/);
     expect(step(again, 'verify').did).toMatch(/^1 images: signatures, SBOMs, provenance verified by digest; 1 images confirmed/);
@@ -174,7 +187,10 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
     key = generateKeyPair('');
     proxy.reset();
     const again = await run();
-    expect(again.images).toEqual(first.images);
+    expect(digests(again)).toEqual(digests(first));
+    // Signed anew: every image has referrers it did not have.
+    for (const [n, i] of again.images.entries()) expect(Object.values(i.referrers!).flat().some((d) => !Object.values(latest.images[n]!.referrers!).flat().includes(d))).toBe(true);
+    latest = again;
     expect(step(again, 'build').did).toMatch(/: 0 built, 2 unchanged \(input cache\); 0 with the referrers verified before$/);
     expect(step(again, 'verify').did).toBe('2 images: signatures, SBOMs, provenance verified by digest');
     expect(proxy.count('PUT', /\/manifests\/sha256:/)).toBeGreaterThan(0);
@@ -184,7 +200,8 @@ describe.skipIf(skipUnless(['docker-registry'], 'release caches against a throwa
   it('--no-cache bundles, builds and verifies everything again; being idempotent, it pushes nothing', async () => {
     proxy.reset();
     const again = await run({ noCache: true });
-    expect(again.images).toEqual(first.images);
+    // Idempotent: the same digests and the same referrers as the run before.
+    expect(again.images).toEqual(latest.images);
     expect(log.some((l) => /^javascript: 2 service bundle\(s\) in/.test(l))).toBe(true);
     expect(step(again, 'build').did).toBe('2 images × 2 platforms, by digest (--no-cache)');
     expect(step(again, 'verify').did).toBe('2 images: signatures, SBOMs, provenance verified by digest');

@@ -226,7 +226,8 @@ describe.skipIf(skipUnless(['docker-registry'], 'release flow against a throwawa
       expect(r.status, r.stdout + r.stderr).toBe(0);
     });
 
-    it('a re-run resumes the recorded release: nothing pushed, tags unchanged', async () => {
+    it('a re-run resumes the recorded release: nothing pushed, tags unchanged, the release page left as it was', async () => {
+      const page = ['release.json', 'checksums.txt', 'checksums.txt.sigstore.json'].map((f) => [f, readFileSync(join(out(), f))] as const);
       proxy.reset();
       const r = await cli(...releaseArgs(out()));
       expect(r.status, r.stderr.slice(-3000)).toBe(0);
@@ -236,7 +237,8 @@ describe.skipIf(skipUnless(['docker-registry'], 'release flow against a throwawa
       expect(writes()).toEqual([]);
       expect(proxy.count('POST')).toBe(0);
       expect(r.stderr).toMatch(/2 immutable tag\(s\) already point to this release's recorded digests \(resuming\)/);
-      // release.json carries this run's timings, so checksums.txt changes and is signed again (locally, with the key).
+      // Nothing of the release changed: release.json, checksums.txt and its signature are the same bytes (not re-signed).
+      for (const [f, bytes] of page) expect(readFileSync(join(out(), f)).equals(bytes), f).toBe(true);
       expect(() => verifyBlob(readFileSync(join(out(), 'checksums.txt.sigstore.json'), 'utf8'), readFileSync(join(out(), 'checksums.txt')), { publicKeyPem })).not.toThrow();
     }, 600_000);
 

@@ -172,6 +172,12 @@ export class AttestationCache {
     this.#entries.set(image.service, { digest: image.digest, key, referrers, ...(legacy ? { legacy } : {}), files: serviceFiles(o.out, image.service) });
   }
 
+  /** The referrers recorded for an image (subject digest → referrer digests, sorted), once it verified; else undefined. */
+  referrersOf(image: Pick<BuiltImage, 'service' | 'digest'>): Readonly<Record<string, readonly string[]>> | undefined {
+    const e = this.#entries.get(image.service);
+    return e && e.digest === image.digest ? e.referrers : undefined;
+  }
+
   save(): Promise<void> {
     return writeServiceEntries(this.file, ATTESTATION_CACHE_VERSION, this.#entries);
   }

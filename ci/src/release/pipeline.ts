@@ -326,7 +326,11 @@ export interface ReleaseRecord {
   readonly base: string;
   /** The public key verifiers trust (key signing); absent for keyless releases. */
   readonly publicKey?: string;
-  readonly images: readonly { service: string; repository: string; digest: string; platforms: Record<string, string>; tags: string[] }[];
+  /**
+   * Each image by digest: its index, its platform manifests, and its referrers as verified (subject
+   * digest — the index and each platform manifest — → referrer digests: signature, SBOMs, provenance).
+   */
+  readonly images: readonly { service: string; repository: string; digest: string; platforms: Record<string, string>; referrers?: Record<string, readonly string[]>; tags: string[] }[];
   readonly tags: readonly TagResult[];
   /** The working tree had uncommitted changes (promote refuses a dirty rc). */
   readonly dirty?: boolean;
@@ -638,7 +642,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
         sourceDateEpoch: rev.time,
         base,
         publicKey: publicKeyPath,
-        images: images.images.map((i) => ({ service: i.service, repository: i.repository, digest: i.digest, platforms: { ...i.platforms }, tags: [...plan.tags] })),
+        images: images.images.map((i) => ({ service: i.service, repository: i.repository, digest: i.digest, platforms: { ...i.platforms }, referrers: { ...attested.referrersOf(i) }, tags: [...plan.tags] })),
         tags,
         dirty: rev.dirty,
         supportImages: support.images,
