@@ -61,18 +61,19 @@ function inputsKey(c: ReleaseStepContext, supportLock: string): string {
   return `sha256:${h.digest('hex')}`;
 }
 
-/** Verdicts of this process on support images under a trust (the availability check and the run share them). */
-const verdicts = new Map<string, boolean>();
+/** Verdicts on support images, per release run (its context): the availability check and the run share them. */
+const verdictsOf = new WeakMap<ReleaseStepContext, Map<string, boolean>>();
 
-/** The support images of the lock that do not verify under the release's trust (each verified once per process). */
+/** The support images of the lock that do not verify under the release's trust (each verified once per release run). */
 async function unverifiedSupport(c: ReleaseStepContext, lock: Awaited<ReturnType<Awaited<ReturnType<typeof runtime>>['readSupportLock']>>): Promise<{ unverified: string[]; verified: Set<string> }> {
   const { verifyImage } = await runtime();
-  const trustKey = createHash('sha256').update(JSON.stringify(c.signing.trust ?? null)).digest('hex');
+  const verdicts = verdictsOf.get(c) ?? new Map<string, boolean>();
+  verdictsOf.set(c, verdicts);
   const unverified: string[] = [];
   const verified = new Set<string>();
   for (const [name, e] of Object.entries(lock.images)) {
     if (!e) continue;
-    const id = `${trustKey} ${e.repository}@${e.digest}`;
+    const id = `${e.repository}@${e.digest}`;
     let ok = verdicts.get(id);
     if (ok === undefined) {
       const v = await verifyImage({ images: { images: [] }, registries: c.registries, trust: c.signing.trust!, requireNode: false }, { service: name, repository: e.repository, digest: e.digest, platforms: e.platforms as Record<string, string> }).catch(() => undefined);

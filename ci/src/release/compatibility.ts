@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { StellaError } from '../errors.ts';
+import { table } from '../generate/regions.ts';
 
 export const COMPATIBILITY_FILE = 'compatibility.json';
 const CHART_YAML = 'deploy/helm/stella/Chart.yaml';
@@ -89,21 +90,16 @@ const code = (v: string | undefined) => (v ? `\`${v}\`` : '(not in this checkout
 
 /** Rows (one per chart version, newest first as given) as a Markdown table. */
 export function compatibilityTable(rows: readonly CompatibilityRow[]): string {
-  const head = ['chart', 'release', 'Kubernetes', 'Docker', 'Compose', 'images (index digests)', 'smoke-tested'];
-  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
-  return [
-    line(head),
-    line(head.map(() => '---')),
-    ...rows.map((x) =>
-      line([
-        x.chart ? `${x.chart.version} (${short(x.chart.digest)})` : '(no chart)',
-        x.release,
-        code(x.kubernetes),
-        code(x.docker),
-        code(x.compose),
-        [...Object.entries(x.images), ...Object.entries(x.supportImages)].map(([n, d]) => `${n} ${short(d)}`).join('<br>'),
-        x.smokeTested.length ? x.smokeTested.join(', ') : 'none recorded',
-      ]),
-    ),
-  ].join('\n');
+  return table(
+    ['chart', 'release', 'Kubernetes', 'Docker', 'Compose', 'images (index digests)', 'smoke-tested'],
+    rows.map((x) => [
+      x.chart ? `${x.chart.version} (${short(x.chart.digest)})` : '(no chart)',
+      x.release,
+      code(x.kubernetes),
+      code(x.docker),
+      code(x.compose),
+      [...Object.entries(x.images), ...Object.entries(x.supportImages)].map(([n, d]) => `${n} ${short(d)}`).join('<br>'),
+      x.smokeTested.length ? x.smokeTested.join(', ') : 'none recorded',
+    ]),
+  );
 }

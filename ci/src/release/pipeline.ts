@@ -577,7 +577,9 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
     // A passed smoke record of an earlier run (dist/release.json) for exactly what this run would
     // test (smokeSubject: images, support images, bundle) is kept instead of running it again;
     // --no-cache runs it again. Without --smoke such records are kept too: they still hold.
-    const earlier = o.noCache ? undefined : await readReleaseRecord(out);
+    // Read once: the record step compares the new record with it too (only that step writes it).
+    const previous = await readReleaseRecord(out);
+    const earlier = o.noCache ? undefined : previous;
     const subject = smokeSubject(images, support.images, bundle);
     const kept = (name: string) => earlier?.smoke?.find((r) => r.smoke === name && r.passed && r.subject === subject);
     const smoke: SmokeRecord[] = [];
@@ -658,7 +660,7 @@ export async function release(o: ReleaseOptions, io: StepIo): Promise<ReleaseRec
       // so checksums.txt and its signature stay too (keyless: no new transparency-log entry);
       // every run's own steps and tag actions are in LAST_RUN_FILE (not on the release page).
       const r = recordOf(p.steps);
-      const before = await readReleaseRecord(out);
+      const before = previous;
       const keep = before !== undefined && sameRelease(before, r);
       if (!keep) await writeFile(join(out, 'release.json'), `${JSON.stringify(r, null, 2)}\n`);
       await mkdir(join(out, 'docs', 'release'), { recursive: true });
